@@ -1,0 +1,1 @@
+"""Xinyidai risk-model library: tables (pandas DataFrames) in, tables out; no Flask, no database."""
