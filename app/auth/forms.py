@@ -1,0 +1,148 @@
+"""Login, registration and password forms. Every field error is shown next to its field."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    DecimalField,
+    EmailField,
+    IntegerField,
+    PasswordField,
+    StringField,
+)
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    EqualTo,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
+
+from app.services.accounts import password_problem
+from models.codes import (
+    CodeError,
+    normalize_industry_code,
+    normalize_region_code,
+    normalize_uscc,
+)
+from models.sme_size import needs_total_assets
+
+TEN_THOUSAND = Decimal(10_000)
+
+
+class LoginForm(FlaskForm):
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Length(max=254)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=128)])
+
+
+def _normalizing(fn: Any) -> Any:
+    """A WTForms validator that replaces the field's data with ``fn``'s canonical form."""
+
+    def validator(_form: Any, field: Any) -> None:
+        try:
+            field.data = fn(field.data or "")
+        except CodeError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    return validator
+
+
+def _strong_password(_form: Any, field: Any) -> None:
+    problem = password_problem(field.data or "")
+    if problem is not None:
+        raise ValidationError(str(problem))
+
+
+class RegistrationForm(FlaskForm):
+    uscc = StringField(
+        _l("Unified social credit code"),
+        validators=[DataRequired(), _normalizing(normalize_uscc)],
+        description=_l("18 characters, on the business licence."),
+    )
+    name = StringField(_l("Enterprise name"), validators=[DataRequired(), Length(max=200)])
+    legal_representative = StringField(
+        _l("Legal representative"), validators=[DataRequired(), Length(max=100)]
+    )
+    founded_on = DateField(_l("Founded on"), validators=[DataRequired()])
+    region_code = StringField(
+        _l("Administrative division code"),
+        validators=[DataRequired(), _normalizing(normalize_region_code)],
+        description=_l("6 digits (GB/T 2260), e.g. 350102."),
+    )
+    industry_code = StringField(
+        _l("Industry code"),
+        validators=[DataRequired(), _normalizing(normalize_industry_code)],
+        description=_l("GB/T 4754-2017 section and division, e.g. C13."),
+    )
+    employees = IntegerField(
+        _l("Employees"), validators=[InputRequired(), NumberRange(min=0, max=10_000_000)]
+    )
+    annual_revenue_wan = DecimalField(
+        _l("Annual revenue (10,000 CNY)"),
+        places=2,
+        validators=[InputRequired(), NumberRange(min=0, max=100_000_000)],
+    )
+    total_assets_wan = DecimalField(
+        _l("Total assets (10,000 CNY)"),
+        places=2,
+        validators=[Optional(), NumberRange(min=0, max=100_000_000)],
+        description=_l("Needed for construction, real estate, leasing and business services."),
+    )
+    user_name = StringField(_l("Your name"), validators=[DataRequired(), Length(max=100)])
+    email = EmailField(
+        _l("E-mail"),
+        validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
+    )
+    password = PasswordField(_l("Password"), validators=[DataRequired(), _strong_password])
+    confirm = PasswordField(
+        _l("Repeat password"),
+        validators=[DataRequired(), EqualTo("password", message=_l("The passwords differ."))],
+    )
+    accept_terms = BooleanField(
+        _l("I act for this enterprise and accept the platform's terms of use."),
+        validators=[DataRequired(message=_l("Please confirm to continue."))],
+    )
+
+    def validate_founded_on(self, field: Any) -> None:
+        if field.data and field.data > dt.datetime.now(dt.UTC).date():
+            raise ValidationError(_l("The founding date cannot be in the future."))
+
+    def validate_total_assets_wan(self, field: Any) -> None:
+        code = self.industry_code.data
+        if field.data is None and code and not self.industry_code.errors:
+            try:
+                needed = needs_total_assets(normalize_industry_code(code))
+            except CodeError:
+                return
+            if needed:
+                raise ValidationError(
+                    _l("Total assets are needed to classify an enterprise in this industry.")
+                )
+
+    @property
+    def annual_revenue(self) -> Decimal:
+        return Decimal(self.annual_revenue_wan.data) * TEN_THOUSAND
+
+    @property
+    def total_assets(self) -> Decimal | None:
+        data = self.total_assets_wan.data
+        return None if data is None else Decimal(data) * TEN_THOUSAND
+
+
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField(_l("Current password"), validators=[DataRequired()])
+    password = PasswordField(_l("New password"), validators=[DataRequired(), _strong_password])
+    confirm = PasswordField(
+        _l("Repeat new password"),
+        validators=[DataRequired(), EqualTo("password", message=_l("The passwords differ."))],
+    )

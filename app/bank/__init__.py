@@ -1,0 +1,9 @@
+from flask import Blueprint
+
+from app.auth.access import restrict_blueprint
+from models import OrgKind
+
+bp = Blueprint("bank", __name__)
+restrict_blueprint(bp, OrgKind.BANK)
+
+from app.bank import routes  # noqa: E402, F401

@@ -1,0 +1,93 @@
+"""``flask`` commands. They parse options, call services and commit once."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+
+from app.extensions import db
+from app.services import accounts, demo
+from models import Organization, OrgKind, Role, User
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(accounts_group)
+
+
+@click.command("seed-demo")
+@click.option("--enterprises", default=200, show_default=True, type=click.IntRange(1, 100_000))
+def seed_demo_command(enterprises: int) -> None:
+    """Create or complete the demo data. Safe to run again.
+
+    The demo logins' password is $XINYIDAI_DEMO_PASSWORD when set, otherwise a new one is
+    generated, set on the three demo logins and printed.
+    """
+    password = os.environ.get("XINYIDAI_DEMO_PASSWORD") or accounts.generate_password()
+    problem = accounts.password_problem(password)
+    if problem is not None:
+        raise click.UsageError(f"XINYIDAI_DEMO_PASSWORD: {problem}")
+    summary = demo.seed_demo(enterprises, password)
+    db.session.commit()
+    click.echo(
+        f"Demo ready: {summary.total_enterprises} enterprises "
+        f"({summary.created_enterprises} new), 3 banks, the office."
+    )
+    for kind, email in demo.DEMO_LOGINS.items():
+        click.echo(f"  {kind:<10} {email}")
+    source = "XINYIDAI_DEMO_PASSWORD" if os.environ.get("XINYIDAI_DEMO_PASSWORD") else "generated"
+    click.echo(f"  password   {summary.password}   ({source})")
+
+
+@click.group("accounts")
+def accounts_group() -> None:
+    """Create banks, the office and their users."""
+
+
+@accounts_group.command("create-org")
+@click.option("--kind", type=click.Choice(["bank", "office"]), required=True)
+@click.argument("name")
+def create_org(kind: str, name: str) -> None:
+    try:
+        org = accounts.create_organization(None, OrgKind(kind), name)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc.message)) from exc
+    db.session.commit()
+    click.echo(f"Created {kind} #{org.id}: {org.name}")
+
+
+@accounts_group.command("create-user")
+@click.option("--org", "org_name", required=True, help="Name of the bank or office.")
+@click.option("--email", required=True)
+@click.option("--name", "display_name", required=True)
+@click.option("--role", type=click.Choice([r.value for r in Role]), default="admin")
+def create_user(org_name: str, email: str, display_name: str, role: str) -> None:
+    """Add a user to a bank or the office; prints a one-time password."""
+    org = db.session.scalar(
+        sa.select(Organization).where(
+            Organization.name == org_name, Organization.kind != OrgKind.ENTERPRISE
+        )
+    )
+    if org is None:
+        raise click.ClickException(f"No bank or office named {org_name!r}.")
+    try:
+        user, password = accounts.create_user(None, org, email, display_name, Role(role))
+    except accounts.AccountError as exc:
+        raise click.ClickException(f"{exc.field or 'error'}: {exc.message}") from exc
+    db.session.commit()
+    click.echo(f"Created {user.email} ({role}) in {org.name}. One-time password: {password}")
+
+
+@accounts_group.command("disable-user")
+@click.argument("email")
+def disable_user(email: str) -> None:
+    """Disable a user and end all their sessions."""
+    user = db.session.scalar(sa.select(User).where(User.email == accounts.normalize_email(email)))
+    if user is None:
+        raise click.ClickException(f"No user {email!r}.")
+    accounts.set_user_active(None, user, False)
+    db.session.commit()
+    click.echo(f"Disabled {user.email}; their sessions have ended.")

@@ -1,0 +1,9 @@
+from flask import Blueprint
+
+from app.auth.access import restrict_blueprint
+from models import OrgKind
+
+bp = Blueprint("enterprise", __name__)
+restrict_blueprint(bp, OrgKind.ENTERPRISE)
+
+from app.enterprise import routes  # noqa: E402, F401

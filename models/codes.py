@@ -1,0 +1,153 @@
+"""Identifier and classification codes an enterprise is registered with.
+
+- USCC, 统一社会信用代码 (GB 32100-2015): the only key that links an enterprise's records.
+- Region, 行政区划代码 (GB/T 2260): six digits.
+- Industry, 国民经济行业分类 (GB/T 4754-2017): section letter + two-digit division ("C13").
+
+Each ``normalize_*`` function accepts what a person types (lower case, full-width
+characters from a Chinese input method, stray spaces), returns the canonical form, and
+raises :class:`CodeError` whose message names the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+
+from flask_babel import lazy_gettext as _l
+
+USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+USCC_FORBIDDEN = "IOSVZ"
+
+# First two digits of GB/T 2260 codes: provinces, autonomous regions, municipalities,
+# Taiwan, Hong Kong and Macao.
+PROVINCE_PREFIXES = frozenset(
+    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
+    "50 51 52 53 54 61 62 63 64 65 71 81 82".split()
+)
+
+
+class CodeError(ValueError):
+    """A code that is not valid; ``str(error)`` is a message fit to show the person typing."""
+
+    def __init__(self, message: object) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+def _clean(raw: str) -> str:
+    # NFKC folds full-width "９１Ａ" typed with a Chinese input method into "91A".
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", raw or "")).upper()
+
+
+def uscc_check_digit(first17: str) -> str:
+    """The 18th character of a USCC for its first 17 (already upper-case and in the charset)."""
+    total = sum(USCC_CHARSET.index(c) * w for c, w in zip(first17, USCC_WEIGHTS, strict=True))
+    return USCC_CHARSET[(31 - total % 31) % 31]
+
+
+def normalize_uscc(raw: str) -> str:
+    code = _clean(raw)
+    if not code:
+        raise CodeError(_l("Enter the 18-character unified social credit code."))
+    if len(code) != 18:
+        raise CodeError(
+            _l("A unified social credit code has 18 characters; this one has %(n)d.", n=len(code))
+        )
+    forbidden = sorted({c for c in code if c in USCC_FORBIDDEN})
+    if forbidden:
+        raise CodeError(
+            _l(
+                "The letters I, O, S, V and Z never appear in a unified social credit code "
+                "(found %(letters)s).",
+                letters=", ".join(forbidden),
+            )
+        )
+    bad = [(i + 1, c) for i, c in enumerate(code) if c not in USCC_CHARSET]
+    if bad:
+        pos, char = bad[0]
+        raise CodeError(_l("Character %(pos)d (%(char)s) is not allowed.", pos=pos, char=char))
+    expected = uscc_check_digit(code[:17])
+    if code[17] != expected:
+        raise CodeError(
+            _l(
+                "The check digit (last character) is %(got)s but should be %(want)s: "
+                "please check the code for a typing error.",
+                got=code[17],
+                want=expected,
+            )
+        )
+    return code
+
+
+def normalize_region_code(raw: str) -> str:
+    code = _clean(raw)
+    if not re.fullmatch(r"\d{6}", code):
+        raise CodeError(_l("An administrative division code is 6 digits, e.g. 350102."))
+    if code[:2] not in PROVINCE_PREFIXES:
+        raise CodeError(
+            _l("%(prefix)s is not a province-level code (the first two digits).", prefix=code[:2])
+        )
+    if code[2:4] == "00" and code[4:] != "00":
+        raise CodeError(_l("A county code needs its city digits (3rd and 4th) to be set."))
+    return code
+
+
+@dataclass(frozen=True, slots=True)
+class IndustryDivision:
+    section: str
+    division: str
+    name_zh: str
+    section_zh: str
+    section_en: str
+
+    @property
+    def code(self) -> str:
+        return self.section + self.division
+
+
+@functools.cache
+def industry_divisions() -> dict[str, IndustryDivision]:
+    """GB/T 4754-2017 divisions keyed by code ("C13"), from ``models/data/gbt4754_2017.csv``."""
+    text = resources.files("models.data").joinpath("gbt4754_2017.csv").read_text("utf-8")
+    rows = csv.DictReader(text.splitlines())
+    return {
+        r["section"] + r["division"]: IndustryDivision(
+            r["section"], r["division"], r["name_zh"], r["section_zh"], r["section_en"]
+        )
+        for r in rows
+    }
+
+
+def normalize_industry_code(raw: str) -> str:
+    """Canonical ``<section><division>`` form; accepts "c13", "C13", or the bare "13"."""
+    code = _clean(raw)
+    divisions = industry_divisions()
+    if re.fullmatch(r"\d{2,4}", code):
+        division = code[:2]
+        matches = [k for k, d in divisions.items() if d.division == division]
+        if matches:
+            return matches[0]
+    m = re.fullmatch(r"([A-T])(\d{2})\d{0,2}", code)
+    if not m:
+        raise CodeError(
+            _l("An industry code is a section letter and a two-digit division, e.g. C13.")
+        )
+    canonical = m.group(1) + m.group(2)
+    if canonical not in divisions:
+        raise CodeError(
+            _l(
+                "Division %(division)s does not belong to section %(section)s in GB/T 4754-2017.",
+                division=m.group(2),
+                section=m.group(1),
+            )
+        )
+    return canonical
