@@ -291,3 +291,55 @@ class FeatureSetError(ValueError):
         if self.extra:
             parts.append(f"unexpected column(s): {', '.join(self.extra)}")
         super().__init__(f"{what} has a different feature set — {'; '.join(parts)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Synth-shaped record directories
+# ---------------------------------------------------------------------------------------------
+TEXT_COLUMNS = frozenset(
+    {
+        "uscc", "name", "region_code", "industry_code", "founded_on", "size_class",
+        "authorized_scopes", "period", "tax_type", "rating", "month", "utility", "record_id",
+        "record_type", "severity", "decided_on", "publication_ends_on", "repaired_on",
+        "provider", "batch_id",
+    }
+)  # fmt: skip
+"""Columns read as text (codes such as region/uscc must keep leading zeros)."""
+
+
+def read_records(directory: str | Path) -> dict[str, pd.DataFrame]:
+    """Read ``<table>.csv`` or ``<table>.parquet`` for every table of :mod:`ml.schema` found in
+    ``directory`` (``enterprises`` required; ``truth.csv`` included when present).
+
+    Raises :class:`TableError` naming the directory or file.
+    """
+    from ml import schema
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise TableError(f"{root}: no such records directory")
+    tables: dict[str, pd.DataFrame] = {}
+    for name in [*schema.TABLE_COLUMNS, schema.TRUTH]:
+        csv_path, pq_path = root / f"{name}.csv", root / f"{name}.parquet"
+        try:
+            if pq_path.is_file():
+                frame = pd.read_parquet(pq_path)
+            elif csv_path.is_file():
+                header = pd.read_csv(csv_path, nrows=0).columns
+                frame = pd.read_csv(
+                    csv_path,
+                    dtype={c: str for c in header if c in TEXT_COLUMNS},
+                    keep_default_na=True,
+                    low_memory=False,
+                )
+            else:
+                continue
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TableError(
+                f"{csv_path if csv_path.is_file() else pq_path}: unreadable: {first}"
+            ) from None
+        tables[name] = frame
+    if schema.ENTERPRISES not in tables:
+        raise TableError(f"{root}: no enterprises.csv or enterprises.parquet")
+    return tables
