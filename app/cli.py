@@ -7,6 +7,7 @@ import os
 import click
 import sqlalchemy as sa
 from flask import Flask
+from flask.cli import AppGroup, with_appcontext
 
 from app.extensions import db
 from app.services import accounts, demo
@@ -19,6 +20,7 @@ def register(app: Flask) -> None:
 
 
 @click.command("seed-demo")
+@with_appcontext
 @click.option("--enterprises", default=200, show_default=True, type=click.IntRange(1, 100_000))
 def seed_demo_command(enterprises: int) -> None:
     """Create or complete the demo data. Safe to run again.
@@ -42,7 +44,7 @@ def seed_demo_command(enterprises: int) -> None:
     click.echo(f"  password   {summary.password}   ({source})")
 
 
-@click.group("accounts")
+@click.group("accounts", cls=AppGroup)
 def accounts_group() -> None:
     """Create banks, the office and their users."""
 

@@ -117,17 +117,19 @@ class RegistrationForm(FlaskForm):
         if field.data and field.data > dt.datetime.now(dt.UTC).date():
             raise ValidationError(_l("The founding date cannot be in the future."))
 
-    def validate_total_assets_wan(self, field: Any) -> None:
-        code = self.industry_code.data
-        if field.data is None and code and not self.industry_code.errors:
-            try:
-                needed = needs_total_assets(normalize_industry_code(code))
-            except CodeError:
-                return
-            if needed:
-                raise ValidationError(
-                    _l("Total assets are needed to classify an enterprise in this industry.")
-                )
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid = super().validate(extra_validators)
+        # Checked after the fields: ``Optional()`` ends the field's own validator chain when
+        # it is empty, and whether it may be empty depends on the industry.
+        field = self.total_assets_wan
+        if field.data is None and not field.errors and self.industry_code.data:
+            if not self.industry_code.errors and needs_total_assets(self.industry_code.data):
+                field.errors = [
+                    *field.errors,
+                    str(_l("Total assets are needed to classify an enterprise in this industry.")),
+                ]
+                valid = False
+        return valid
 
     @property
     def annual_revenue(self) -> Decimal:

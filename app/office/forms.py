@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length
 
 from models import Role
@@ -28,9 +29,9 @@ class NewUserForm(FlaskForm):
     role = SelectField(
         _l("Role"),
         choices=[
-            (Role.ADMIN.value, _l("Administrator")),
-            (Role.OFFICER.value, _l("Officer")),
-            (Role.VIEWER.value, _l("Viewer")),
+            SelectChoice(Role.ADMIN.value, _l("Administrator")),
+            SelectChoice(Role.OFFICER.value, _l("Officer")),
+            SelectChoice(Role.VIEWER.value, _l("Viewer")),
         ],
         default=Role.OFFICER.value,
     )
