@@ -22,7 +22,9 @@ def select_locale() -> str:
 
     languages = current_app.config["LANGUAGES"]
     chosen = request.cookies.get("lang") if request else None
-    return chosen if chosen in languages else current_app.config["BABEL_DEFAULT_LOCALE"]
+    if chosen in languages:
+        return str(chosen)
+    return str(current_app.config["BABEL_DEFAULT_LOCALE"])
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -95,5 +97,6 @@ def _init_login(app: Flask) -> None:
         # the cookie, so the request proceeds anonymously and the login page says why.
         if accounts.idle_session_expired(session, app.config["SESSION_IDLE_MINUTES"]):
             session.clear()
-            flash(_l("Your session ended after a period of inactivity. Please log in again."),
-                  "info")
+            flash(
+                _l("Your session ended after a period of inactivity. Please log in again."), "info"
+            )

@@ -27,9 +27,12 @@ USCC_FORBIDDEN = "IOSVZ"
 # First two digits of GB/T 2260 codes: provinces, autonomous regions, municipalities,
 # Taiwan, Hong Kong and Macao.
 PROVINCE_PREFIXES = frozenset(
-    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
-    "50 51 52 53 54 61 62 63 64 65 71 81 82".split()
-)
+    {
+        "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34",
+        "35", "36", "37", "41", "42", "43", "44", "45", "46", "50", "51", "52",
+        "53", "54", "61", "62", "63", "64", "65", "71", "81", "82",
+    }
+)  # fmt: skip
 
 
 class CodeError(ValueError):

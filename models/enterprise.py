@@ -38,8 +38,13 @@ class Enterprise(Base):
     annual_revenue: Mapped[Decimal] = mapped_column(sa.Numeric(18, 2))
     total_assets: Mapped[Decimal | None] = mapped_column(sa.Numeric(18, 2))
     size_class: Mapped[SizeClass] = mapped_column(
-        sa.Enum(SizeClass, native_enum=False, length=8, validate_strings=True,
-                values_callable=lambda e: [m.value for m in e]),
+        sa.Enum(
+            SizeClass,
+            native_enum=False,
+            length=8,
+            validate_strings=True,
+            values_callable=lambda e: [m.value for m in e],
+        ),
         index=True,
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

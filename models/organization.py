@@ -27,8 +27,13 @@ class Organization(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[OrgKind] = mapped_column(
-        sa.Enum(OrgKind, native_enum=False, length=16, validate_strings=True,
-                values_callable=lambda e: [m.value for m in e]),
+        sa.Enum(
+            OrgKind,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda e: [m.value for m in e],
+        ),
         index=True,
     )
     name: Mapped[str] = mapped_column(sa.String(200))

@@ -30,8 +30,13 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(sa.String(100))
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[Role] = mapped_column(
-        sa.Enum(Role, native_enum=False, length=16, validate_strings=True,
-                values_callable=lambda e: [m.value for m in e])
+        sa.Enum(
+            Role,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda e: [m.value for m in e],
+        )
     )
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

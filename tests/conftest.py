@@ -144,9 +144,7 @@ class Factory:
             db.session.commit()
             return org.id
 
-    def user(
-        self, kind: OrgKind, role: Role = Role.ADMIN, org_id: int | None = None
-    ) -> Account:
+    def user(self, kind: OrgKind, role: Role = Role.ADMIN, org_id: int | None = None) -> Account:
         with self.app.app_context():
             if kind is OrgKind.ENTERPRISE:
                 return self.enterprise(role=role)
@@ -204,7 +202,11 @@ def csrf_token(client: FlaskClient, path: str = "/auth/login") -> str:
 def login(client: FlaskClient, account: Account) -> Any:
     response = client.post(
         "/auth/login",
-        data={"email": account.email, "password": account.password, "csrf_token": csrf_token(client)},
+        data={
+            "email": account.email,
+            "password": account.password,
+            "csrf_token": csrf_token(client),
+        },
     )
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
     return response

@@ -122,13 +122,19 @@ class RegistrationForm(FlaskForm):
         # Checked after the fields: ``Optional()`` ends the field's own validator chain when
         # it is empty, and whether it may be empty depends on the industry.
         field = self.total_assets_wan
-        if field.data is None and not field.errors and self.industry_code.data:
-            if not self.industry_code.errors and needs_total_assets(self.industry_code.data):
-                field.errors = [
-                    *field.errors,
-                    str(_l("Total assets are needed to classify an enterprise in this industry.")),
-                ]
-                valid = False
+        industry = self.industry_code
+        if (
+            field.data is None
+            and not field.errors
+            and industry.data
+            and not industry.errors
+            and needs_total_assets(industry.data)
+        ):
+            field.errors = [
+                *field.errors,
+                str(_l("Total assets are needed to classify an enterprise in this industry.")),
+            ]
+            valid = False
         return valid
 
     @property

@@ -58,6 +58,7 @@ def healthz() -> Any:
 def _schema_revision() -> dict[str, Any]:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
+
     migrate = current_app.extensions["migrate"].migrate
     script = ScriptDirectory.from_config(migrate.get_config(migrate.directory))
     heads = set(script.get_heads())

@@ -18,9 +18,7 @@ from models import OrgKind, Role, User
 
 @bp.get("/")
 def home() -> Any:
-    return render_template(
-        "office/home.html", counts=organizations.platform_counts(current_user)
-    )
+    return render_template("office/home.html", counts=organizations.platform_counts(current_user))
 
 
 @bp.route("/banks", methods=["GET", "POST"])

@@ -28,12 +28,38 @@ DEMO_LOGINS = {
 # Districts and counties of Fuzhou (GB/T 2260).
 REGIONS = ("350102", "350103", "350104", "350105", "350111", "350112", "350121", "350122")
 NAME_PARTS = (
-    "闽江", "榕城", "鼓山", "海峡", "三坊", "七巷", "东湖", "西湖", "鳌峰", "马尾",
-    "乌山", "屏山", "南台", "金山", "琅岐", "晋安", "仓山", "连江", "长乐", "永泰",
+    "闽江",
+    "榕城",
+    "鼓山",
+    "海峡",
+    "三坊",
+    "七巷",
+    "东湖",
+    "西湖",
+    "鳌峰",
+    "马尾",
+    "乌山",
+    "屏山",
+    "南台",
+    "金山",
+    "琅岐",
+    "晋安",
+    "仓山",
+    "连江",
+    "长乐",
+    "永泰",
 )
 TRADE_WORDS = {
-    "C": "制造", "F": "商贸", "E": "建设", "I": "科技", "H": "餐饮", "G": "物流",
-    "M": "技术服务", "L": "商务服务", "A": "农业", "O": "生活服务",
+    "C": "制造",
+    "F": "商贸",
+    "E": "建设",
+    "I": "科技",
+    "H": "餐饮",
+    "G": "物流",
+    "M": "技术服务",
+    "L": "商务服务",
+    "A": "农业",
+    "O": "生活服务",
 }
 EPOCH = dt.date(2026, 1, 1)
 
@@ -67,9 +93,8 @@ def _demo_enterprise(index: int) -> dict[str, object]:
     return {
         "uscc": demo_uscc(index),
         "name": name,
-        "legal_representative": rng.choice("林陈黄郑王李张吴刘杨") + rng.choice(
-            ("建华", "秀英", "志强", "丽娟", "明辉", "海燕", "国平", "晓东")
-        ),
+        "legal_representative": rng.choice("林陈黄郑王李张吴刘杨")
+        + rng.choice(("建华", "秀英", "志强", "丽娟", "明辉", "海燕", "国平", "晓东")),
         "founded_on": EPOCH - dt.timedelta(days=rng.randint(200, 25 * 365)),
         "region_code": rng.choice(REGIONS),
         "industry_code": division.code,
@@ -110,9 +135,7 @@ def seed_demo(enterprises: int, password: str) -> DemoSummary:
         if data["uscc"] in existing:
             if index == 0:
                 first_org = db.session.scalar(
-                    sa.select(Organization)
-                    .join(Enterprise)
-                    .where(Enterprise.uscc == data["uscc"])
+                    sa.select(Organization).join(Enterprise).where(Enterprise.uscc == data["uscc"])
                 )
             continue
         size = classify_size(

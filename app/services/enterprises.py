@@ -20,7 +20,7 @@ def enterprise_of(user: User) -> Enterprise:
 
 
 def industry_label(code: str) -> str:
-    """"C13 农副食品加工业" in Chinese; the section name in English (divisions are zh only)."""
+    """ "C13 农副食品加工业" in Chinese; the section name in English (divisions are zh only)."""
     division = industry_divisions().get(code)
     if division is None:
         return code

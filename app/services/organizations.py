@@ -49,13 +49,15 @@ def platform_counts(actor: User) -> PlatformCounts:
     if actor.org_kind is not OrgKind.OFFICE:
         raise PermissionRefused(_l("Only the financial office may see platform figures."))
     banks = db.session.scalar(
-        sa.select(sa.func.count()).select_from(Organization).where(Organization.kind == OrgKind.BANK)
+        sa.select(sa.func.count())
+        .select_from(Organization)
+        .where(Organization.kind == OrgKind.BANK)
     )
     users = db.session.scalar(sa.select(sa.func.count()).select_from(User))
     rows = db.session.execute(
         sa.select(Enterprise.size_class, sa.func.count()).group_by(Enterprise.size_class)
     )
-    by_size = {size: n for size, n in rows}
+    by_size = dict(rows.tuples().all())
     counts = {s.value: int(by_size.get(s, 0)) for s in SizeClass}
     return PlatformCounts(
         banks=int(banks or 0),

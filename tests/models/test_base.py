@@ -12,7 +12,9 @@ from models import Organization, OrgKind
 def test_timestamps_round_trip_as_aware_utc(app_ctx):
     shanghai = dt.timezone(dt.timedelta(hours=8))
     org = Organization(
-        kind=OrgKind.BANK, name="时区银行", created_at=dt.datetime(2026, 2, 1, 9, 30, tzinfo=shanghai)
+        kind=OrgKind.BANK,
+        name="时区银行",
+        created_at=dt.datetime(2026, 2, 1, 9, 30, tzinfo=shanghai),
     )
     db.session.add(org)
     db.session.commit()

@@ -80,7 +80,8 @@ def test_region_codes_rejected(app_ctx, code, message):
 
 
 @pytest.mark.parametrize(
-    "raw,canonical", [("C13", "C13"), ("c13", "C13"), ("13", "C13"), ("C1311", "C13"), ("52", "F52")]
+    "raw,canonical",
+    [("C13", "C13"), ("c13", "C13"), ("13", "C13"), ("C1311", "C13"), ("52", "F52")],
 )
 def test_industry_codes_normalized(app_ctx, raw, canonical):
     assert normalize_industry_code(raw) == canonical
@@ -88,7 +89,11 @@ def test_industry_codes_normalized(app_ctx, raw, canonical):
 
 @pytest.mark.parametrize(
     "raw,message",
-    [("C99", "Division 99 does not belong to section C"), ("F13", "section F"), ("X1", "section letter")],
+    [
+        ("C99", "Division 99 does not belong to section C"),
+        ("F13", "section F"),
+        ("X1", "section letter"),
+    ],
 )
 def test_industry_codes_rejected(app_ctx, raw, message):
     with pytest.raises(CodeError, match=message):

@@ -11,7 +11,9 @@ from models import Organization, OrgKind, Role, User
 def test_bank_admin_may_add_users_to_own_bank_only(app_ctx):
     bank_a = accounts.create_organization(None, OrgKind.BANK, "A 银行")
     bank_b = accounts.create_organization(None, OrgKind.BANK, "B 银行")
-    admin, _ = accounts.create_user(None, bank_a, "a@bank.example.com", "A", Role.ADMIN, "long enough pass 1")
+    admin, _ = accounts.create_user(
+        None, bank_a, "a@bank.example.com", "A", Role.ADMIN, "long enough pass 1"
+    )
     officer, pw = accounts.create_user(admin, bank_a, "o@bank.example.com", "O", Role.OFFICER)
     assert officer.organization_id == bank_a.id and pw
     with pytest.raises(accounts.PermissionRefused):
@@ -22,7 +24,9 @@ def test_bank_admin_may_add_users_to_own_bank_only(app_ctx):
 
 def test_only_office_admin_creates_organizations(app_ctx):
     bank = accounts.create_organization(None, OrgKind.BANK, "C 银行")
-    admin, _ = accounts.create_user(None, bank, "c@bank.example.com", "C", Role.ADMIN, "long enough pass 1")
+    admin, _ = accounts.create_user(
+        None, bank, "c@bank.example.com", "C", Role.ADMIN, "long enough pass 1"
+    )
     with pytest.raises(accounts.PermissionRefused):
         accounts.create_organization(admin, OrgKind.BANK, "D 银行")
     with pytest.raises(accounts.AccountError, match="register themselves"):
@@ -43,7 +47,9 @@ def test_duplicate_email_is_refused_case_insensitively(app_ctx):
     bank = accounts.create_organization(None, OrgKind.BANK, "E 银行")
     accounts.create_user(None, bank, "Same@Bank.example.com", "S", Role.ADMIN, "long enough pass 1")
     with pytest.raises(accounts.AccountError, match="already has an account") as err:
-        accounts.create_user(None, bank, "same@bank.example.COM", "S2", Role.ADMIN, "long enough pass 1")
+        accounts.create_user(
+            None, bank, "same@bank.example.COM", "S2", Role.ADMIN, "long enough pass 1"
+        )
     assert err.value.field == "email"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 1
 

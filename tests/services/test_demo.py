@@ -16,7 +16,9 @@ def _counts(app):
         return (
             db.session.scalar(sa.select(sa.func.count()).select_from(Enterprise)),
             db.session.scalar(
-                sa.select(sa.func.count()).select_from(Organization).where(Organization.kind == OrgKind.BANK)
+                sa.select(sa.func.count())
+                .select_from(Organization)
+                .where(Organization.kind == OrgKind.BANK)
             ),
             db.session.scalar(sa.select(sa.func.count()).select_from(User)),
         )
@@ -43,10 +45,13 @@ def test_seed_demo_generates_and_prints_a_password_that_works(app, runner, monke
     result = runner.invoke(args=["seed-demo", "--enterprises", "3"])
     assert result.exit_code == 0, result.output
     password = re.search(r"password\s+(\S+)\s+\(generated\)", result.output).group(1)
-    for email, landing in zip(DEMO_LOGINS.values(), ["/office/", "/bank/", "/enterprise/"], strict=True):
+    for email, landing in zip(
+        DEMO_LOGINS.values(), ["/office/", "/bank/", "/enterprise/"], strict=True
+    ):
         client = app.test_client()
         response = client.post(
-            "/auth/login", data={"email": email, "password": password, "csrf_token": csrf_token(client)}
+            "/auth/login",
+            data={"email": email, "password": password, "csrf_token": csrf_token(client)},
         )
         assert response.headers.get("Location") == landing, email
 
@@ -59,13 +64,34 @@ def test_seed_demo_rejects_a_weak_demo_password(runner, monkeypatch):
 
 
 def test_cli_creates_bank_and_user(app, runner):
-    assert runner.invoke(args=["accounts", "create-org", "--kind", "bank", "命令行银行"]).exit_code == 0
+    assert (
+        runner.invoke(args=["accounts", "create-org", "--kind", "bank", "命令行银行"]).exit_code
+        == 0
+    )
     result = runner.invoke(
-        args=["accounts", "create-user", "--org", "命令行银行", "--email", "cli@bank.example.com", "--name", "CLI"]
+        args=[
+            "accounts",
+            "create-user",
+            "--org",
+            "命令行银行",
+            "--email",
+            "cli@bank.example.com",
+            "--name",
+            "CLI",
+        ]
     )
     assert result.exit_code == 0, result.output
     assert "One-time password:" in result.output
     missing = runner.invoke(
-        args=["accounts", "create-user", "--org", "不存在", "--email", "z@bank.example.com", "--name", "Z"]
+        args=[
+            "accounts",
+            "create-user",
+            "--org",
+            "不存在",
+            "--email",
+            "z@bank.example.com",
+            "--name",
+            "Z",
+        ]
     )
     assert missing.exit_code != 0 and "No bank or office named" in missing.output

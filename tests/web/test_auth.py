@@ -67,9 +67,14 @@ def test_duplicate_uscc_says_already_registered_and_writes_nothing(client, app, 
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Enterprise)) == 1
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Organization)) == 1
-        assert db.session.scalar(
-            sa.select(sa.func.count()).select_from(User).where(User.email == "second@example.com")
-        ) == 0
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(User)
+                .where(User.email == "second@example.com")
+            )
+            == 0
+        )
 
 
 @pytest.mark.parametrize(
@@ -103,7 +108,9 @@ def test_bad_registration_input_is_reported_next_to_the_field(client, app, field
 def test_construction_company_must_give_total_assets(client):
     response = register(client, industry_code="E47")
     assert response.status_code == 422
-    assert "Total assets are needed" in field_error(response.get_data(as_text=True), "total_assets_wan")
+    assert "Total assets are needed" in field_error(
+        response.get_data(as_text=True), "total_assets_wan"
+    )
     assert register(client, industry_code="E47", total_assets_wan="800").status_code == 302
 
 
@@ -111,18 +118,26 @@ def test_htmx_uscc_check_while_typing(client, factory):
     factory.enterprise(uscc="91110000600037341L")
     token = csrf_token(client, "/auth/register")
     headers = {"HX-Request": "true", "X-CSRFToken": token}
-    ok = client.post("/auth/register/check-uscc", data={"uscc": "91350100m000100y43"}, headers=headers)
+    ok = client.post(
+        "/auth/register/check-uscc", data={"uscc": "91350100m000100y43"}, headers=headers
+    )
     assert ok.status_code == 200 and "field-ok" in ok.get_data(as_text=True)
-    bad = client.post("/auth/register/check-uscc", data={"uscc": "91350100M000100Y44"}, headers=headers)
+    bad = client.post(
+        "/auth/register/check-uscc", data={"uscc": "91350100M000100Y44"}, headers=headers
+    )
     assert "should be 3" in bad.get_data(as_text=True)
-    taken = client.post("/auth/register/check-uscc", data={"uscc": "91110000600037341L"}, headers=headers)
+    taken = client.post(
+        "/auth/register/check-uscc", data={"uscc": "91110000600037341L"}, headers=headers
+    )
     assert "already registered" in taken.get_data(as_text=True)
 
 
 def test_htmx_post_without_csrf_header_is_refused(client):
     client.get("/auth/register")
     response = client.post(
-        "/auth/register/check-uscc", data={"uscc": "91350100M000100Y43"}, headers={"HX-Request": "true"}
+        "/auth/register/check-uscc",
+        data={"uscc": "91350100M000100Y43"},
+        headers={"HX-Request": "true"},
     )
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
@@ -131,7 +146,9 @@ def test_htmx_post_without_csrf_header_is_refused(client):
 def test_form_post_without_csrf_token_is_400_and_logs_nobody_in(client, factory):
     account = factory.user(OrgKind.BANK)
     client.get("/auth/login")
-    response = client.post("/auth/login", data={"email": account.email, "password": account.password})
+    response = client.post(
+        "/auth/login", data={"email": account.email, "password": account.password}
+    )
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
     assert client.get("/bank/").status_code == 302  # still anonymous: sent to login
@@ -147,8 +164,14 @@ def test_login_success_lands_on_role_page(client, factory):
 def test_wrong_password_and_unknown_email_give_the_same_answer(client, factory):
     account = factory.user(OrgKind.BANK)
     token = csrf_token(client)
-    wrong = client.post("/auth/login", data={"email": account.email, "password": "nope nope nope", "csrf_token": token})
-    unknown = client.post("/auth/login", data={"email": "ghost@example.com", "password": "nope nope nope", "csrf_token": token})
+    wrong = client.post(
+        "/auth/login",
+        data={"email": account.email, "password": "nope nope nope", "csrf_token": token},
+    )
+    unknown = client.post(
+        "/auth/login",
+        data={"email": "ghost@example.com", "password": "nope nope nope", "csrf_token": token},
+    )
     assert wrong.status_code == unknown.status_code == 401
     assert "Wrong e-mail address or password" in wrong.get_data(as_text=True)
     assert "Wrong e-mail address or password" in unknown.get_data(as_text=True)
@@ -159,8 +182,14 @@ def test_account_locks_after_repeated_failures_even_for_the_right_password(clien
     account = factory.user(OrgKind.OFFICE)
     token = csrf_token(client)
     for _ in range(app.config["LOGIN_MAX_FAILURES"]):
-        client.post("/auth/login", data={"email": account.email, "password": "wrong password!", "csrf_token": token})
-    response = client.post("/auth/login", data={"email": account.email, "password": account.password, "csrf_token": token})
+        client.post(
+            "/auth/login",
+            data={"email": account.email, "password": "wrong password!", "csrf_token": token},
+        )
+    response = client.post(
+        "/auth/login",
+        data={"email": account.email, "password": account.password, "csrf_token": token},
+    )
     assert response.status_code == 401
     assert "locked" in response.get_data(as_text=True)
     with app.app_context():
@@ -176,7 +205,10 @@ def test_login_rate_limit_per_address(client, app, factory):
     token = csrf_token(client)
     limit = int(app.config["LOGIN_RATE_LIMIT"].split()[0])
     statuses = [
-        client.post("/auth/login", data={"email": f"x{i}@example.com", "password": "wrong password!", "csrf_token": token}).status_code
+        client.post(
+            "/auth/login",
+            data={"email": f"x{i}@example.com", "password": "wrong password!", "csrf_token": token},
+        ).status_code
         for i in range(limit + 1)
     ]
     assert statuses[:limit] == [401] * limit
@@ -253,7 +285,11 @@ def test_next_redirect_only_to_local_paths(client, factory, target, expected):
     response = client.post(
         "/auth/login",
         query_string={"next": target},
-        data={"email": account.email, "password": account.password, "csrf_token": csrf_token(client)},
+        data={
+            "email": account.email,
+            "password": account.password,
+            "csrf_token": csrf_token(client),
+        },
     )
     assert response.headers["Location"] == expected
 
@@ -265,9 +301,20 @@ def test_change_password_requires_current_and_ends_other_sessions(client, app, f
     login(client, account)
     token = csrf_token(client, "/auth/password")
     new = "a brand new passphrase"
-    bad = client.post("/auth/password", data={"current_password": "wrong", "password": new, "confirm": new, "csrf_token": token})
+    bad = client.post(
+        "/auth/password",
+        data={"current_password": "wrong", "password": new, "confirm": new, "csrf_token": token},
+    )
     assert "not correct" in bad.get_data(as_text=True)
-    ok = client.post("/auth/password", data={"current_password": account.password, "password": new, "confirm": new, "csrf_token": token})
+    ok = client.post(
+        "/auth/password",
+        data={
+            "current_password": account.password,
+            "password": new,
+            "confirm": new,
+            "csrf_token": token,
+        },
+    )
     assert ok.status_code == 302
     assert client.get("/office/").status_code == 200  # this session stays
     assert other.get("/office/").status_code == 302  # the other one ended

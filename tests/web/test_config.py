@@ -46,4 +46,6 @@ def test_create_app_reads_database_url(monkeypatch, tmp_path):
     monkeypatch.setenv("XINYIDAI_INSTANCE_PATH", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", "postgresql://someone@127.0.0.1/somewhere")
     app = create_app()
-    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://someone@127.0.0.1/somewhere"
+    assert (
+        app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://someone@127.0.0.1/somewhere"
+    )

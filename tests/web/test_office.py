@@ -23,7 +23,9 @@ def test_office_admin_adds_a_bank_with_its_admin(client, app, login_as):
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert 'data-testid="created"' in html
-    password = re.search(r"<code>admin@bank.example.com</code> / <code>([^<]+)</code>", html).group(1)
+    password = re.search(r"<code>admin@bank.example.com</code> / <code>([^<]+)</code>", html).group(
+        1
+    )
     with app.app_context():
         bank = db.session.scalar(sa.select(Organization).where(Organization.kind == OrgKind.BANK))
         assert bank.name == "测试银行福州分行"
@@ -33,7 +35,11 @@ def test_office_admin_adds_a_bank_with_its_admin(client, app, login_as):
     fresh = app.test_client()
     response = fresh.post(
         "/auth/login",
-        data={"email": "admin@bank.example.com", "password": password, "csrf_token": csrf_token(fresh)},
+        data={
+            "email": "admin@bank.example.com",
+            "password": password,
+            "csrf_token": csrf_token(fresh),
+        },
     )
     assert response.headers["Location"] == "/bank/"
 
@@ -43,13 +49,24 @@ def test_duplicate_bank_name_is_refused_next_to_the_field(client, app, factory, 
     login_as(OrgKind.OFFICE)
     response = client.post(
         "/office/banks",
-        data={"name": "重复银行", "admin_name": "x", "admin_email": "x@bank.example.com",
-              "csrf_token": csrf_token(client, "/office/banks")},
+        data={
+            "name": "重复银行",
+            "admin_name": "x",
+            "admin_email": "x@bank.example.com",
+            "csrf_token": csrf_token(client, "/office/banks"),
+        },
     )
     assert response.status_code == 422
     assert "already exists" in response.get_data(as_text=True)
     with app.app_context():
-        assert db.session.scalar(sa.select(sa.func.count()).select_from(User).where(User.email == "x@bank.example.com")) == 0
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(User)
+                .where(User.email == "x@bank.example.com")
+            )
+            == 0
+        )
 
 
 def test_office_viewer_cannot_add_banks(client, app, login_as):
@@ -57,12 +74,19 @@ def test_office_viewer_cannot_add_banks(client, app, login_as):
     assert client.get("/office/banks").status_code == 200
     response = client.post(
         "/office/banks",
-        data={"name": "越权银行", "admin_name": "x", "admin_email": "x@bank.example.com",
-              "csrf_token": csrf_token(client, "/office/banks")},
+        data={
+            "name": "越权银行",
+            "admin_name": "x",
+            "admin_email": "x@bank.example.com",
+            "csrf_token": csrf_token(client, "/office/banks"),
+        },
     )
     assert response.status_code == 403
     with app.app_context():
-        assert db.session.scalar(sa.select(Organization).where(Organization.name == "越权银行")) is None
+        assert (
+            db.session.scalar(sa.select(Organization).where(Organization.name == "越权银行"))
+            is None
+        )
 
 
 def test_office_admin_disables_a_bank_user_and_their_session_ends(client, app, factory, login_as):

@@ -49,7 +49,9 @@ def test_500_rolls_back_and_shows_a_friendly_page(app, caplog):
     assert "unhandled error" in caplog.text
     with other.app_context():
         leftover = db.session.scalar(
-            sa.select(sa.func.count()).select_from(Organization).where(Organization.name == "half-written")
+            sa.select(sa.func.count())
+            .select_from(Organization)
+            .where(Organization.name == "half-written")
         )
         assert leftover == 0
 
@@ -86,7 +88,11 @@ def test_session_cookie_is_httponly_and_samesite(client, factory):
     account = factory.user(OrgKind.BANK)
     response = client.post(
         "/auth/login",
-        data={"email": account.email, "password": account.password, "csrf_token": csrf_token(client)},
+        data={
+            "email": account.email,
+            "password": account.password,
+            "csrf_token": csrf_token(client),
+        },
     )
     cookie = next(h for h in response.headers.getlist("Set-Cookie") if "session" in h)
     assert "HttpOnly" in cookie
