@@ -86,6 +86,7 @@ def load_config(instance_path: Path, environ: Mapping[str, str] | None = None) -
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "1") != "0",
         "REDIS_URL": redis_url,
+        "PROXY_COUNT": int(env.get("XINYIDAI_PROXY_COUNT", "0")),
         "BABEL_DEFAULT_LOCALE": "zh",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
         "LANGUAGES": ("zh", "en"),

@@ -57,7 +57,7 @@ def platform_counts(actor: User) -> PlatformCounts:
     rows = db.session.execute(
         sa.select(Enterprise.size_class, sa.func.count()).group_by(Enterprise.size_class)
     )
-    by_size = dict(rows.tuples().all())
+    by_size = dict(rows.all())
     counts = {s.value: int(by_size.get(s, 0)) for s in SizeClass}
     return PlatformCounts(
         banks=int(banks or 0),

@@ -318,3 +318,25 @@ def test_change_password_requires_current_and_ends_other_sessions(client, app, f
     assert ok.status_code == 302
     assert client.get("/office/").status_code == 200  # this session stays
     assert other.get("/office/").status_code == 302  # the other one ended
+
+
+def test_idle_session_ends_and_says_why(client, app, factory):
+    account = factory.user(OrgKind.BANK)
+    login(client, account)
+    assert client.get("/bank/").status_code == 200
+    with client.session_transaction() as session:
+        session["seen"] -= app.config["SESSION_IDLE_MINUTES"] * 60 + 1
+    response = client.get("/bank/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/auth/login")
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "period of inactivity" in page
+
+
+def test_session_past_its_absolute_lifetime_is_refused(client, app, factory):
+    account = factory.user(OrgKind.BANK)
+    login(client, account)
+    with app.app_context():
+        row = db.session.scalar(sa.select(UserSession))
+        row.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        db.session.commit()
+    assert client.get("/bank/").status_code == 302

@@ -49,3 +49,21 @@ def test_create_app_reads_database_url(monkeypatch, tmp_path):
     assert (
         app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://someone@127.0.0.1/somewhere"
     )
+
+
+def test_behind_a_proxy_the_client_address_comes_from_x_forwarded_for(app):
+    from flask import request
+
+    proxied = create_app({**app.config, "PROXY_COUNT": 1})
+
+    @proxied.get("/_whoami_for_test")
+    def _whoami():
+        return f"{request.remote_addr} {request.scheme}"
+
+    client = proxied.test_client()
+    response = client.get(
+        "/_whoami_for_test",
+        headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
+    )
+    assert response.get_data(as_text=True) == "203.0.113.7 https"
+    assert app.test_client().get("/healthz").status_code == 200  # the default app: no proxy
