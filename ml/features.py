@@ -107,6 +107,8 @@ FEATURE_SPECS: list[FeatureSpec] = [
                 "Declared sales over the last 12 months (log CNY, annualized)", -1),
     FeatureSpec("sales_trend_6m", "tax", "销售额趋势(近6个月/前6个月)",
                 "Sales trend: last 6 months vs the 6 before (log ratio)", -1),
+    FeatureSpec("sales_yoy_change_6m", "tax", "近6个月销售额同比变化",
+                "Sales, last 6 months vs the same months a year earlier (log ratio)", -1),
     FeatureSpec("sales_slope_12m", "tax", "近12个月销售额斜率",
                 "Sales slope over 12 months (share of mean per month)", -1),
     FeatureSpec("sales_cv_12m", "tax", "近12个月销售额波动率",
@@ -415,6 +417,9 @@ def _tax_features(tables: Mapping[str, pd.DataFrame], idx: pd.Index, ref: int,
     out["sales_trend_6m"] = np.log1p(np.clip(_nanmean(_window(sales, 0, 5)), 0, None)) - np.log1p(
         np.clip(_nanmean(_window(sales, 6, 11)), 0, None)
     )
+    out["sales_yoy_change_6m"] = np.log1p(
+        np.clip(_nanmean(_window(sales, 0, 5)), 0, None)
+    ) - np.log1p(np.clip(_nanmean(_window(sales, 12, 17)), 0, None))
     # OLS slope of sales on time (time runs forward: t = -offset), relative to the mean
     obs = ~np.isnan(recent12)
     n_obs = obs.sum(axis=1).astype(np.float64)
