@@ -236,7 +236,7 @@ class RiskModel:
         """
         extra = [k for k in row if k not in set(self.feature_names)]
         if extra:
-            raise FeatureSetError("input", [], extra)
+            raise FeatureSetError("input row", [], extra)
         if isinstance(self.estimator, Scorecard):
             return self._decide_scorecard(row, counterfactual)
         return self._decide_gbm(row, counterfactual)
@@ -441,10 +441,7 @@ def read_manifest(directory: str | Path, trusted_base: str | Path) -> tuple[Path
     """Resolve and check the model directory against the trusted base; return it and its
     manifest. Raises :class:`ArtifactError`."""
     base = Path(trusted_base).resolve(strict=False)
-    raw = Path(directory)
-    if not raw.is_absolute():
-        raw = base / raw
-    resolved = raw.resolve(strict=False)
+    resolved = Path(directory).resolve(strict=False)
     if not _inside(resolved, base):
         raise ArtifactError(f"{directory}: model path is outside the trusted directory {base}")
     if not resolved.is_dir():
@@ -502,7 +499,7 @@ def load_model(
         texts[name] = path.read_text(encoding="utf-8")
     features = list(manifest.get("features") or [])
     if expected_features is not None:
-        check_feature_set(list(expected_features), features, f"model {root}")
+        check_feature_set(features, list(expected_features), f"model {root}")
     try:
         state = json.loads(texts["estimator.json"])
         if manifest.get("kind") == "scorecard":

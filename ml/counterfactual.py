@@ -148,8 +148,8 @@ def search(
 ) -> Counterfactual:
     """Find the smallest set of actions whose new score exceeds ``threshold_score``.
 
-    ``subset_scores(subsets, changes)`` returns the score after applying each subset (indices
-    into the improving actions, whose per-action feature changes are ``changes``).
+    ``subset_scores(subsets, changes)`` returns the score after applying each subset; a subset
+    is a list of indices into ``actions`` and ``changes[i]`` the feature changes of action ``i``.
     """
     if target_grade is None:
         return Counterfactual(
@@ -164,7 +164,7 @@ def search(
     ]
     for size in range(1, len(candidates) + 1):
         subsets = list(itertools.combinations(range(len(candidates)), size))
-        scores = subset_scores(subsets, cand_changes)
+        scores = subset_scores([[candidates[i] for i in s] for s in subsets], changes)
         best: tuple[float, int] | None = None
         for idx, new_score in enumerate(scores):
             if new_score > threshold_score:

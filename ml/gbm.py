@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,12 +23,18 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import Tags
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ml.calibration import PlattMap, fit_platt
 from ml.scorecard import _json_params, _plain, trend_sign
-from ml.tabular import NUMERIC, as_frame, categorical_column, column_kinds, numeric_column
+from ml.tabular import (
+    NUMERIC,
+    as_frame,
+    binary_target,
+    categorical_column,
+    column_kinds,
+    numeric_column,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -158,30 +163,7 @@ class GBMModel(ClassifierMixin, BaseEstimator):
         for trend in (self.monotone or {}).values():
             trend_sign(trend)
         frame = as_frame(self, X, reset=True)
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        y_arr = np.asarray(y)
-        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
-            from sklearn.exceptions import DataConversionWarning
-
-            warnings.warn(
-                "A column-vector y was passed when a 1d array was expected.",
-                DataConversionWarning,
-                stacklevel=2,
-            )
-            y_arr = y_arr.ravel()
-        if len(y_arr) != len(frame):
-            raise ValueError(f"X has {len(frame)} rows but y has {len(y_arr)}")
-        check_classification_targets(y_arr)
-        classes = np.unique(y_arr)
-        if len(classes) != 2:
-            raise ValueError(
-                "Only binary classification is supported. "
-                f"GBMModel needs exactly two classes; got {len(classes)}"
-            )
-        yy = (y_arr == classes[1]).astype(np.int64)
+        classes, yy = binary_target(self, y, len(frame))
         self.classes_ = classes
         self.feature_kinds_ = column_kinds(frame, self.categorical)
         self.category_codes_ = {

@@ -40,7 +40,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import Tags
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ml.calibration import PlattMap, fit_platt
@@ -48,6 +47,7 @@ from ml.tabular import (
     CATEGORICAL,
     NUMERIC,
     as_frame,
+    binary_target,
     categorical_column,
     column_kinds,
     numeric_column,
@@ -450,29 +450,8 @@ class Scorecard(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         frame = as_frame(self, X, reset=True)
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        y_arr = np.asarray(y)
-        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
-            warnings.warn(
-                "A column-vector y was passed when a 1d array was expected.",
-                _data_conversion_warning(),
-                stacklevel=2,
-            )
-            y_arr = y_arr.ravel()
-        if len(y_arr) != len(frame):
-            raise ValueError(f"X has {len(frame)} rows but y has {len(y_arr)}")
-        check_classification_targets(y_arr)
-        classes = np.unique(y_arr)
-        if len(classes) != 2:
-            raise ValueError(
-                "Only binary classification is supported. "
-                f"Scorecard needs exactly two classes; got {len(classes)}"
-            )
+        classes, yy = binary_target(self, y, len(frame))
         self.classes_ = classes
-        yy = (y_arr == classes[1]).astype(np.int64)
         kinds = column_kinds(frame, self.categorical)
         columns: dict[str, npt.NDArray[Any]] = {
             c: numeric_column(frame, c) if k == NUMERIC else categorical_column(frame, c)

@@ -271,26 +271,33 @@ def _category_text(v: object) -> str:
     return str(v)
 
 
-def check_feature_set(expected: Sequence[str], got: Sequence[str], what: str) -> None:
-    """Raise :class:`FeatureSetError` naming missing and unexpected columns."""
-    missing = [c for c in expected if c not in set(got)]
-    extra = [c for c in got if c not in set(expected)]
+def check_feature_set(
+    model_features: Sequence[str], input_columns: Sequence[str], what: str
+) -> None:
+    """Raise :class:`FeatureSetError` if ``input_columns`` differ from ``model_features``."""
+    got = set(input_columns)
+    expected = set(model_features)
+    missing = [c for c in model_features if c not in got]
+    extra = [c for c in input_columns if c not in expected]
     if missing or extra:
         raise FeatureSetError(what, missing, extra)
 
 
 class FeatureSetError(ValueError):
-    """Input columns differ from the model's feature set."""
+    """Input columns differ from the model's feature set (``missing``: the model needs them,
+    the input lacks them; ``extra``: the input has them, the model was not trained on them)."""
 
     def __init__(self, what: str, missing: Sequence[str], extra: Sequence[str]) -> None:
         self.missing = list(missing)
         self.extra = list(extra)
         parts = []
         if self.missing:
-            parts.append(f"missing column(s): {', '.join(self.missing)}")
+            parts.append(f"input lacks column(s) the model needs: {', '.join(self.missing)}")
         if self.extra:
-            parts.append(f"unexpected column(s): {', '.join(self.extra)}")
-        super().__init__(f"{what} has a different feature set — {'; '.join(parts)}")
+            parts.append(
+                f"input has column(s) the model was not trained on: {', '.join(self.extra)}"
+            )
+        super().__init__(f"{what}: feature set does not match — {'; '.join(parts)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,3 +350,40 @@ def read_records(directory: str | Path) -> dict[str, pd.DataFrame]:
     if schema.ENTERPRISES not in tables:
         raise TableError(f"{root}: no enterprises.csv or enterprises.parquet")
     return tables
+
+
+def binary_target(
+    estimator: BaseEstimator, y: Any, n_rows: int
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+    """Validate a binary target like scikit-learn; return ``classes_`` and y as 0/1
+    (1 = ``classes_[1]``, the event). Raises ``ValueError`` for None, NaN/inf, a length
+    mismatch or anything but exactly two classes."""
+    import warnings
+
+    from sklearn.exceptions import DataConversionWarning
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import assert_all_finite, column_or_1d
+
+    name = type(estimator).__name__
+    if y is None:
+        raise ValueError(f"{name} requires y to be passed, but the target y is None")
+    y_arr = np.asarray(y)
+    if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected.",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+    y_arr = column_or_1d(y_arr, warn=False)
+    if y_arr.dtype.kind in "fc":
+        assert_all_finite(y_arr, input_name="y")
+    if len(y_arr) != n_rows:
+        raise ValueError(f"X has {n_rows} rows but y has {len(y_arr)}")
+    check_classification_targets(y_arr)
+    classes = np.unique(y_arr)
+    if len(classes) != 2:
+        raise ValueError(
+            "Only binary classification is supported. "
+            f"{name} needs exactly two classes; got {len(classes)} class(es)"
+        )
+    return classes, (y_arr == classes[1]).astype(np.int64)
