@@ -109,6 +109,23 @@ def runner(app: Flask) -> Any:
 
 
 @pytest.fixture
+def make_app(app: Flask) -> Iterator[Any]:
+    """``make_app(**overrides)``: another app on the same database; its connections are
+    closed afterwards (a pool left to the garbage collector warns at a random later test)."""
+    made: list[Flask] = []
+
+    def _make(**overrides: Any) -> Flask:
+        made.append(create_app({**app.config, **overrides}))
+        return made[-1]
+
+    yield _make
+    for other in made:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
 def app_ctx(app: Flask) -> Iterator[Flask]:
     """For tests that call services or models directly; messages in English."""
     with app.app_context(), force_locale("en"):

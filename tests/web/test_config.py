@@ -51,10 +51,10 @@ def test_create_app_reads_database_url(monkeypatch, tmp_path):
     )
 
 
-def test_behind_a_proxy_the_client_address_comes_from_x_forwarded_for(app):
+def test_behind_a_proxy_the_client_address_comes_from_x_forwarded_for(app, make_app):
     from flask import request
 
-    proxied = create_app({**app.config, "PROXY_COUNT": 1})
+    proxied = make_app(PROXY_COUNT=1)
 
     @proxied.get("/_whoami_for_test")
     def _whoami():

@@ -27,12 +27,11 @@ def test_404_as_json_problem(client):
     assert response.json["status"] == 404 and response.json["title"]
 
 
-def test_500_rolls_back_and_shows_a_friendly_page(app, caplog):
-    from app import create_app
+def test_500_rolls_back_and_shows_a_friendly_page(make_app, caplog):
     from app.extensions import db
     from models import Organization, OrgKind
 
-    other = create_app({**app.config, "PROPAGATE_EXCEPTIONS": False})
+    other = make_app(PROPAGATE_EXCEPTIONS=False)
 
     @other.get("/_boom_for_test")
     def _boom():
