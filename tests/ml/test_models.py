@@ -97,7 +97,8 @@ def test_models_rank_and_calibrate_on_unseen_data(kind, scorecard, gbm, holdout)
     p = model.predict_proba(X)[:, 1]
     oracle = roc_auc_score(y, pd_true)
     assert roc_auc_score(y, p) > 0.95 * oracle
-    assert expected_calibration_error(y, p) < 0.012
+    # ~24 % event rate and 1,200 rows per decile: sampling noise alone gives ECE ≈ 0.01
+    assert expected_calibration_error(y, p) < 0.02
     assert abs(p.mean() - y.mean()) < 0.01
 
 
@@ -220,7 +221,7 @@ def test_numeric_text_garbage_names_the_column(scorecard) -> None:
             "noise": [0, 0],
         }
     )
-    with pytest.raises(ValueError, match="'debt'.*'oops'"):
+    with pytest.raises(ValueError, match=r"'debt'.*'oops'"):
         scorecard.predict_proba(X)
 
 
