@@ -4,16 +4,33 @@ Importing this package registers every table on ``Base.metadata`` (Alembic's aut
 and ``db.create_all`` rely on it).
 """
 
+from models.audit import AuditEvent
+from models.authorization import (
+    Authorization,
+    AuthorizationKind,
+    AuthorizationStatus,
+    FetchFrequency,
+    Purpose,
+)
 from models.base import Base, db, utcnow
 from models.enterprise import Enterprise, SizeClass
+from models.job import Job, JobStatus
 from models.organization import Organization, OrgKind
 from models.user import Role, User, UserSession
 
 __all__ = [
+    "AuditEvent",
+    "Authorization",
+    "AuthorizationKind",
+    "AuthorizationStatus",
     "Base",
     "Enterprise",
+    "FetchFrequency",
+    "Job",
+    "JobStatus",
     "OrgKind",
     "Organization",
+    "Purpose",
     "Role",
     "SizeClass",
     "User",
