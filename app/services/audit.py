@@ -1,0 +1,143 @@
+"""Appending to and verifying the hash-chained audit trail.
+
+Appends are serialized: on PostgreSQL with a transaction-scoped advisory lock, on SQLite by
+its single writer. Even without the lock the chain could not fork, because ``prev_hash`` is
+unique — a racing writer would fail instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from models import AuditEvent, User, db
+from models.audit import GENESIS_HASH
+from models.base import utcnow
+
+# Arbitrary constant naming this lock among the application's advisory locks.
+AUDIT_LOCK_KEY = 0x58594441  # "XYDA"
+
+
+def canonical(event: AuditEvent) -> str:
+    """The event's content in a stable form: sorted keys, UTC ISO time with microseconds."""
+    body = {
+        "seq": event.seq,
+        "occurred_at": event.occurred_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "actor_user_id": event.actor_user_id,
+        "actor_org_id": event.actor_org_id,
+        "action": event.action,
+        "enterprise_id": event.enterprise_id,
+        "scope": event.scope,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "details": event.details or {},
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(prev_hash: str, event: AuditEvent) -> str:
+    return hashlib.sha256((prev_hash + canonical(event)).encode()).hexdigest()
+
+
+def _lock() -> None:
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
+
+
+def record(
+    action: str,
+    *,
+    actor: User | None,
+    enterprise_id: int | None = None,
+    scope: str | None = None,
+    object_type: str | None = None,
+    object_id: str | int | None = None,
+    details: dict[str, Any] | None = None,
+    actor_org_id: int | None = None,
+    now: dt.datetime | None = None,
+) -> AuditEvent:
+    """Append one event (flushed, committed by the caller with the change it records).
+
+    ``actor`` None means the platform itself (a job, a provider push: pass
+    ``actor_org_id`` for the organization acting, if any).
+    """
+    _lock()
+    last = db.session.execute(
+        sa.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS_HASH)
+    now = now or utcnow()
+    event = AuditEvent(
+        seq=seq,
+        occurred_at=now,
+        actor_user_id=actor.id if actor else None,
+        actor_org_id=actor.organization_id if actor else actor_org_id,
+        action=action,
+        enterprise_id=enterprise_id,
+        scope=scope,
+        object_type=object_type,
+        object_id=None if object_id is None else str(object_id),
+        details=details or {},
+        prev_hash=prev,
+    )
+    event.hash = chain_hash(prev, event)
+    db.session.add(event)
+    db.session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    first_broken_seq: int | None = None
+    first_broken_id: int | None = None
+    problem: str | None = None
+
+
+def verify(batch_size: int = 5000) -> ChainReport:
+    """Walk the chain in ``seq`` order and name the first event that does not fit.
+
+    Detects an edited event (its hash no longer matches its content), a deleted one (the
+    next event's ``prev_hash`` or ``seq`` does not follow) and reordering.
+    """
+    prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
+    last_seq = 0
+    while True:
+        events = db.session.scalars(
+            sa.select(AuditEvent)
+            .where(AuditEvent.seq > last_seq)
+            .order_by(AuditEvent.seq)
+            .limit(batch_size)
+        ).all()
+        if not events:
+            return ChainReport(True, checked)
+        for event in events:
+            problem = None
+            if event.seq != expected_seq:
+                problem = f"sequence jumps from {expected_seq - 1} to {event.seq} (events deleted)"
+            elif event.prev_hash != prev_hash:
+                problem = "does not follow the previous event (deleted or reordered)"
+            elif chain_hash(event.prev_hash, event) != event.hash:
+                problem = "content does not match its hash (edited)"
+            if problem:
+                return ChainReport(False, checked, event.seq, event.id, problem)
+            prev_hash, expected_seq, checked = event.hash, event.seq + 1, checked + 1
+        last_seq = events[-1].seq
+        db.session.expunge_all()
+
+
+def events_for_enterprise(enterprise_id: int, limit: int = 200) -> list[AuditEvent]:
+    return list(
+        db.session.scalars(
+            sa.select(AuditEvent)
+            .where(AuditEvent.enterprise_id == enterprise_id)
+            .order_by(AuditEvent.seq.desc())
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,461 @@
+"""Granting, revoking and — in one place — deciding uses of enterprise data.
+
+:func:`decide` is the single policy function: every page, job and API endpoint that
+collects or shows an enterprise's data asks it first, at the moment of the request, so a
+revocation or an expiry bites on the very next request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import sqlalchemy as sa
+from flask_babel import lazy_gettext as _l
+
+from app.services import audit
+from app.services.accounts import AccountError, PermissionRefused
+from models import (
+    Authorization,
+    AuthorizationKind,
+    AuthorizationStatus,
+    Enterprise,
+    FetchFrequency,
+    Organization,
+    OrgKind,
+    Purpose,
+    Role,
+    User,
+    db,
+)
+from models.authorization import MAX_VALIDITY, SCOPES
+from models.base import utcnow
+
+CONSENT_TEXT_VERSION = "2026-11"
+MAX_VALID_DAYS = MAX_VALIDITY.days
+MAX_DATA_MONTHS = 36
+EXPIRY_WARNING = dt.timedelta(days=14)
+
+SCOPE_LABELS = {
+    "tax": _l("Tax"),
+    "social_insurance": _l("Social insurance"),
+    "utilities": _l("Water, electricity and gas"),
+    "provident_fund": _l("Housing provident fund"),
+}
+
+
+class Action(enum.StrEnum):
+    COLLECT = "collect"  # the platform fetches a scope from providers
+    VIEW_PROFILE = "view_profile"  # a bank opens the credit profile
+    VIEW_RECORDS = "view_records"  # a bank opens the detail records of a scope
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str  # machine-readable: ok, no_grant, revoked, expired, paused, ...
+    message: Any  # for people, zh/en
+    authorization_id: int | None = None
+
+
+# Consent text ------------------------------------------------------------------------
+
+
+@cache
+def consent_text(version: str = CONSENT_TEXT_VERSION) -> dict[str, str]:
+    folder = resources.files("app.consent")
+    return {
+        lang: folder.joinpath(f"{version}.{lang}.txt").read_text("utf-8").strip()
+        for lang in ("zh", "en")
+    }
+
+
+def consent_text_hash(version: str = CONSENT_TEXT_VERSION) -> str:
+    text = consent_text(version)
+    return hashlib.sha256((text["zh"] + "\n\n" + text["en"]).encode()).hexdigest()
+
+
+# Granting ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrantRequest:
+    kind: AuthorizationKind
+    scopes: tuple[str, ...]
+    grantee_org_id: int | None = None  # sharing with one bank
+    all_banks: bool = False  # sharing with every bank on the platform
+    include_records: bool = False
+    data_months: int = 24
+    valid_days: int = 365
+    data_life_days: int = 365
+    fetch_frequency: FetchFrequency = FetchFrequency.MONTHLY
+
+
+def _month_start(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    index = day.year * 12 + day.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def _require_enterprise_actor(actor: User, enterprise: Enterprise) -> None:
+    if (
+        actor.organization_id != enterprise.organization_id
+        or actor.org_kind is not OrgKind.ENTERPRISE
+    ):
+        raise PermissionRefused(
+            _l("Only the enterprise itself may grant or revoke its authorizations.")
+        )
+    if actor.role is Role.VIEWER:
+        raise PermissionRefused(_l("Viewers may not grant or revoke authorizations."))
+
+
+def grant(
+    actor: User, enterprise: Enterprise, request: GrantRequest, now: dt.datetime | None = None
+) -> Authorization:
+    """Record a consent. Raises :class:`AccountError` naming the field that is wrong."""
+    now = now or utcnow()
+    _require_enterprise_actor(actor, enterprise)
+    scopes = tuple(sorted(set(request.scopes)))
+    if not scopes:
+        raise AccountError(_l("Choose at least one kind of data."), field="scopes")
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise AccountError(_l("Unknown data scope: %(s)s.", s=", ".join(unknown)), field="scopes")
+    if not 1 <= request.valid_days <= MAX_VALID_DAYS:
+        raise AccountError(
+            _l("An authorization lasts between 1 day and one year (%(n)d days).", n=MAX_VALID_DAYS),
+            field="valid_days",
+        )
+    if not 1 <= request.data_months <= MAX_DATA_MONTHS:
+        raise AccountError(
+            _l("The data range is 1 to %(n)d months.", n=MAX_DATA_MONTHS), field="data_months"
+        )
+    if not 1 <= request.data_life_days <= MAX_VALID_DAYS:
+        raise AccountError(
+            _l("Data may be kept between 1 day and one year."), field="data_life_days"
+        )
+    grantee_id = None
+    if request.kind is AuthorizationKind.SHARING:
+        if request.all_banks == (request.grantee_org_id is not None):
+            raise AccountError(
+                _l("Choose one bank, or every bank on the platform."), field="grantee"
+            )
+        if request.grantee_org_id is not None:
+            bank = db.session.get(Organization, request.grantee_org_id)
+            if bank is None or bank.kind is not OrgKind.BANK or not bank.is_active:
+                raise AccountError(_l("Choose a bank on the platform."), field="grantee")
+            grantee_id = bank.id
+    elif request.all_banks or request.grantee_org_id is not None or request.include_records:
+        raise AccountError(_l("A collection authorization names no bank."), field="grantee")
+
+    valid_until = now + dt.timedelta(days=request.valid_days)
+    data_to = _month_start(valid_until.date())
+    data_from = _add_months(_month_start(now.date()), -request.data_months)
+    authorization = Authorization(
+        enterprise_id=enterprise.id,
+        kind=request.kind,
+        grantee_org_id=grantee_id,
+        all_banks=request.all_banks,
+        scopes=",".join(scopes),
+        include_records=request.include_records,
+        purpose=Purpose.FINANCING,
+        data_from=data_from,
+        data_to=data_to,
+        data_life_days=request.data_life_days,
+        fetch_frequency=request.fetch_frequency,
+        valid_from=now,
+        valid_until=valid_until,
+        consent_text_version=CONSENT_TEXT_VERSION,
+        consent_text_hash=consent_text_hash(),
+        granted_by_user_id=actor.id,
+        granted_at=now,
+    )
+    db.session.add(authorization)
+    db.session.flush()
+    audit.record(
+        "authorization.grant",
+        actor=actor,
+        enterprise_id=enterprise.id,
+        scope=authorization.scopes,
+        object_type="authorization",
+        object_id=authorization.public_id,
+        details={
+            "kind": request.kind.value,
+            "grantee_org_id": grantee_id,
+            "all_banks": request.all_banks,
+        },
+        now=now,
+    )
+    return authorization
+
+
+def revoke(actor: User, authorization: Authorization, now: dt.datetime | None = None) -> None:
+    """Revoke at once; collection and sharing stop from the next request."""
+    now = now or utcnow()
+    _require_enterprise_actor(actor, authorization.enterprise)
+    if authorization.revoked_at is not None:
+        return
+    authorization.revoked_at = now
+    authorization.revoked_by_user_id = actor.id
+    db.session.flush()
+    audit.record(
+        "authorization.revoke",
+        actor=actor,
+        enterprise_id=authorization.enterprise_id,
+        scope=authorization.scopes,
+        object_type="authorization",
+        object_id=authorization.public_id,
+        now=now,
+    )
+
+
+def set_paused(
+    actor: User, authorization: Authorization, paused: bool, now: dt.datetime | None = None
+) -> None:
+    now = now or utcnow()
+    _require_enterprise_actor(actor, authorization.enterprise)
+    if authorization.status_at(now) in (AuthorizationStatus.REVOKED, AuthorizationStatus.EXPIRED):
+        raise AccountError(_l("A revoked or expired authorization cannot be changed."))
+    authorization.paused_at = now if paused else None
+    db.session.flush()
+    audit.record(
+        "authorization.pause" if paused else "authorization.resume",
+        actor=actor,
+        enterprise_id=authorization.enterprise_id,
+        scope=authorization.scopes,
+        object_type="authorization",
+        object_id=authorization.public_id,
+        now=now,
+    )
+
+
+# Deciding ----------------------------------------------------------------------------
+
+_REFUSALS = {
+    AuthorizationStatus.REVOKED: ("revoked", _l("The enterprise has revoked this authorization.")),
+    AuthorizationStatus.EXPIRED: ("expired", _l("The authorization has expired.")),
+    AuthorizationStatus.PAUSED: ("paused", _l("The enterprise has paused this authorization.")),
+    AuthorizationStatus.PENDING: ("not_yet_valid", _l("The authorization is not valid yet.")),
+}
+
+
+def _candidate_grants(
+    enterprise_id: int, kind: AuthorizationKind, bank_id: int | None
+) -> list[Authorization]:
+    stmt = sa.select(Authorization).where(
+        Authorization.enterprise_id == enterprise_id, Authorization.kind == kind
+    )
+    if kind is AuthorizationKind.SHARING:
+        stmt = stmt.where(
+            sa.or_(Authorization.grantee_org_id == bank_id, Authorization.all_banks.is_(True))
+        )
+    return list(db.session.scalars(stmt.order_by(Authorization.granted_at.desc())))
+
+
+def decide(
+    actor_org: Organization | None,
+    action: Action,
+    enterprise: Enterprise,
+    scope: str | None = None,
+    *,
+    month: dt.date | None = None,
+    now: dt.datetime | None = None,
+) -> Decision:
+    """May ``actor_org`` (``None`` = the platform) do ``action`` on ``enterprise``'s data now?
+
+    The enterprise itself may always see its own data. A bank needs a live sharing grant
+    naming it (or every bank); for records, one that covers ``scope`` and includes
+    records. Collection needs a live collection grant covering ``scope`` (and ``month``,
+    if given, within its data range). Nothing else is ever allowed.
+    """
+    now = now or utcnow()
+    if actor_org is not None and actor_org.id == enterprise.organization_id:
+        return Decision(True, "own_data", _l("Your own data."))
+    if action is Action.COLLECT:
+        if actor_org is not None:
+            return Decision(False, "not_platform", _l("Only the platform collects data."))
+        grants = _candidate_grants(enterprise.id, AuthorizationKind.COLLECTION, None)
+    else:
+        if actor_org is None or actor_org.kind is not OrgKind.BANK or not actor_org.is_active:
+            return Decision(
+                False, "not_a_bank", _l("Only banks the enterprise authorized may see its data.")
+            )
+        grants = _candidate_grants(enterprise.id, AuthorizationKind.SHARING, actor_org.id)
+    if not grants:
+        return Decision(False, "no_grant", _l("The enterprise has not authorized this."))
+
+    best: Decision | None = None
+    for authorization in grants:
+        status = authorization.status_at(now)
+        if status is not AuthorizationStatus.ACTIVE:
+            reason, message = _REFUSALS[status]
+            best = best or Decision(False, reason, message, authorization.id)
+            continue
+        if (
+            scope is not None
+            and action is not Action.VIEW_PROFILE
+            and not authorization.covers(scope)
+        ):
+            best = Decision(
+                False,
+                "scope_not_granted",
+                _l("This kind of data is not covered by the authorization."),
+                authorization.id,
+            )
+            continue
+        if action is Action.VIEW_RECORDS and not authorization.include_records:
+            best = Decision(
+                False,
+                "records_not_shared",
+                _l("The enterprise shares its profile but not the detail records."),
+                authorization.id,
+            )
+            continue
+        if (
+            month is not None
+            and not authorization.data_from <= _month_start(month) <= authorization.data_to
+        ):
+            best = Decision(
+                False,
+                "outside_data_range",
+                _l("This month is outside the authorized data range."),
+                authorization.id,
+            )
+            continue
+        return Decision(True, "ok", _l("Authorized."), authorization.id)
+    return best or Decision(False, "no_grant", _l("The enterprise has not authorized this."))
+
+
+def record_use(decision: Decision, now: dt.datetime | None = None) -> None:
+    """Count a use of the grant behind an allowed decision (shown in the consent ledger)."""
+    if not decision.allowed or decision.authorization_id is None:
+        return
+    db.session.execute(
+        sa.update(Authorization)
+        .where(Authorization.id == decision.authorization_id)
+        .values(use_count=Authorization.use_count + 1, last_used_at=now or utcnow())
+    )
+
+
+@dataclass(frozen=True)
+class CollectionWindow:
+    authorization_id: int
+    data_from: dt.date
+    data_to: dt.date
+
+
+def collection_windows(
+    scope: str, usccs: list[str], now: dt.datetime | None = None
+) -> dict[str, CollectionWindow]:
+    """For bulk ingestion: the USCCs among ``usccs`` with a live collection grant for
+    ``scope``, and the months it covers. One query, whatever the number of rows."""
+    now = now or utcnow()
+    rows = db.session.execute(
+        sa.select(Enterprise.uscc, Authorization)
+        .join(Authorization, Authorization.enterprise_id == Enterprise.id)
+        .where(
+            Enterprise.uscc.in_(usccs),
+            Authorization.kind == AuthorizationKind.COLLECTION,
+            Authorization.revoked_at.is_(None),
+            Authorization.paused_at.is_(None),
+            Authorization.valid_from <= now,
+            Authorization.valid_until > now,
+        )
+    )
+    windows: dict[str, CollectionWindow] = {}
+    for uscc, authorization in rows:
+        if not authorization.covers(scope):
+            continue
+        current = windows.get(uscc)
+        if current is None or authorization.data_to > current.data_to:
+            windows[uscc] = CollectionWindow(
+                authorization.id, authorization.data_from, authorization.data_to
+            )
+    return windows
+
+
+# The enterprise's view ---------------------------------------------------------------
+
+
+def ledger(enterprise: Enterprise) -> list[Authorization]:
+    return list(
+        db.session.scalars(
+            sa.select(Authorization)
+            .where(Authorization.enterprise_id == enterprise.id)
+            .order_by(Authorization.granted_at.desc())
+        )
+    )
+
+
+def expiring_soon(enterprise: Enterprise, now: dt.datetime | None = None) -> list[Authorization]:
+    now = now or utcnow()
+    return [
+        a
+        for a in ledger(enterprise)
+        if a.status_at(now) is AuthorizationStatus.ACTIVE and a.valid_until - now <= EXPIRY_WARNING
+    ]
+
+
+def receipt(authorization: Authorization) -> dict[str, Any]:
+    """The machine-readable consent receipt; ``receipt_hash`` is the SHA-256 of the
+    canonical JSON (sorted keys, no spaces, UTF-8) of every other field."""
+    grantee = (
+        {"type": "all_banks"}
+        if authorization.all_banks
+        else {
+            "type": "bank",
+            "name": authorization.grantee.name,
+            "id": authorization.grantee_org_id,
+        }
+        if authorization.grantee is not None
+        else {"type": "platform"}
+    )
+    body = {
+        "receipt_version": "1",
+        "authorization_id": authorization.public_id,
+        "enterprise": {
+            "uscc": authorization.enterprise.uscc,
+            "name": authorization.enterprise.name,
+        },
+        "kind": authorization.kind.value,
+        "grantee": grantee,
+        "scopes": authorization.scope_list,
+        "include_records": authorization.include_records,
+        "purpose": authorization.purpose.value,
+        "data_range": {
+            "from": authorization.data_from.strftime("%Y-%m"),
+            "to": authorization.data_to.strftime("%Y-%m"),
+        },
+        "data_life_days": authorization.data_life_days,
+        "fetch_frequency": authorization.fetch_frequency.value,
+        "valid_from": authorization.valid_from.isoformat(),
+        "valid_until": authorization.valid_until.isoformat(),
+        "granted_at": authorization.granted_at.isoformat(),
+        "granted_by_user_id": authorization.granted_by_user_id,
+        "revoked_at": authorization.revoked_at.isoformat() if authorization.revoked_at else None,
+        "consent_text": {
+            "version": authorization.consent_text_version,
+            "sha256": authorization.consent_text_hash,
+        },
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return {**body, "receipt_hash": hashlib.sha256(canonical.encode()).hexdigest()}
+
+
+def banks() -> list[Organization]:
+    return list(
+        db.session.scalars(
+            sa.select(Organization)
+            .where(Organization.kind == OrgKind.BANK, Organization.is_active.is_(True))
+            .order_by(Organization.name)
+        )
+    )
