@@ -1,0 +1,1 @@
+"""Versioned consent texts shown at every grant; a grant stores the version and hash."""
