@@ -1,0 +1,3 @@
+"""The office's ingestion pages: batches, CSV upload, rejected rows."""
+
+import models.records  # noqa: F401  (registers the record tables)
