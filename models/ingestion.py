@@ -31,8 +31,6 @@ class BatchStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-
-
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 

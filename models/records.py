@@ -100,15 +100,15 @@ class SourceRecord(Base):
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @declared_attr
-    def enterprise_id(cls) -> Mapped[int]:  # noqa: N805
+    def enterprise_id(cls) -> Mapped[int]:
         return mapped_column(sa.ForeignKey("enterprise.id"))
 
     @declared_attr
-    def batch_id(cls) -> Mapped[int]:  # noqa: N805
+    def batch_id(cls) -> Mapped[int]:
         return mapped_column(sa.ForeignKey("ingestion_batch.id"))
 
 
-def _record_args(table: str, *checks: tuple[str, str]) -> tuple[sa.SchemaItem, ...]:
+def _record_args(table: str, *checks: tuple[str, str]) -> tuple[sa.schema.SchemaItem, ...]:
     key = schema.KEY_COLUMNS[table]
     period = schema.PERIOD_COLUMN[table]
     return (
