@@ -10,13 +10,14 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from app.extensions import db
-from app.services import accounts, demo
+from app.services import accounts, audit, demo
 from models import Organization, OrgKind, Role, User
 
 
 def register(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(accounts_group)
+    app.cli.add_command(audit_group)
 
 
 @click.command("seed-demo")
@@ -93,3 +94,23 @@ def disable_user(email: str) -> None:
     accounts.set_user_active(None, user, False)
     db.session.commit()
     click.echo(f"Disabled {user.email}; their sessions have ended.")
+
+
+@click.group("audit", cls=AppGroup)
+def audit_group() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Check the whole chain; exit 1 naming the first broken event."""
+    report = audit.verify()
+    if report.ok:
+        click.echo(f"Audit chain intact: {report.checked} events verified.")
+        return
+    click.echo(
+        f"Audit chain BROKEN at event seq={report.first_broken_seq} (id={report.first_broken_id}): "
+        f"{report.problem}. {report.checked} events before it are intact.",
+        err=True,
+    )
+    raise SystemExit(1)

@@ -8,6 +8,20 @@ from typing import Any
 
 from flask import Flask
 from flask_babel import format_datetime, format_decimal
+from flask_babel import lazy_gettext as _l
+
+# How each audited action reads in the enterprise's "who used my data" log.
+AUDIT_ACTIONS = {
+    "authorization.grant": _l("Granted an authorization"),
+    "authorization.revoke": _l("Revoked an authorization"),
+    "authorization.pause": _l("Paused an authorization"),
+    "authorization.resume": _l("Resumed an authorization"),
+    "collection.fetch": _l("Collected records from the data providers"),
+    "ingestion.batch": _l("A data provider delivered records"),
+    "profile.view": _l("Viewed your credit profile"),
+    "records.view": _l("Viewed your detail records"),
+    "report.export": _l("Exported your data"),
+}
 
 
 def register(app: Flask) -> None:
@@ -24,6 +38,16 @@ def register(app: Flask) -> None:
     def wan(value: Decimal | None) -> str:
         """CNY shown in 万元 (10,000 CNY)."""
         return "" if value is None else format_decimal(value / Decimal(10_000), format="#,##0.00")
+
+    @app.template_filter("scope_label")
+    def scope_label(scope: str) -> str:
+        from app.services.authorization import SCOPE_LABELS
+
+        return str(SCOPE_LABELS.get(scope, scope))
+
+    @app.template_filter("audit_action")
+    def audit_action(action: str) -> str:
+        return str(AUDIT_ACTIONS.get(action, action))
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

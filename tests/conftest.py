@@ -32,10 +32,14 @@ from app.services import accounts
 from models import Base, Organization, OrgKind, Role, User
 
 TEST_PASSWORD = "correct horse battery"
+# Tests about concurrent writers always use PostgreSQL, also in the SQLite pass.
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
-def _database_config(tmp: Path) -> tuple[dict[str, Any], str | None]:
-    url = os.environ.get("TEST_DATABASE_URL")
+def _database_config(tmp: Path, url: str | None = None) -> tuple[dict[str, Any], str | None]:
+    url = url or os.environ.get("TEST_DATABASE_URL")
     if not url:
         return {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp / 'test.db'}"}, None
     schema = f"xyd_test_{uuid.uuid4().hex[:12]}"
@@ -72,10 +76,33 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
         db.session.remove()
         db.engine.dispose()
     if schema:
-        engine = sa.create_engine(os.environ["TEST_DATABASE_URL"])
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+        _drop_schema(os.environ["TEST_DATABASE_URL"], schema)
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_app(tmp_path: Path) -> Iterator[Flask]:
+    """A separate app on a fresh PostgreSQL schema, for tests of concurrent writers."""
+    db_config, schema = _database_config(tmp_path, POSTGRES_URL)
+    application = create_app(
+        {"XINYIDAI_ENV": "testing", "SECRET_KEY": secrets.token_hex(32), **db_config}
+    )
+    with application.app_context():
+        flask_migrate.upgrade()
+    try:
+        yield application
+    finally:
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        assert schema is not None
+        _drop_schema(POSTGRES_URL, schema)
 
 
 @pytest.fixture(autouse=True)

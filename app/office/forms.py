@@ -35,7 +35,3 @@ class NewUserForm(FlaskForm):
         ],
         default=Role.OFFICER.value,
     )
-
-
-class ConfirmForm(FlaskForm):
-    """A CSRF-protected POST with no fields (enable/disable buttons)."""

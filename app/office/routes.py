@@ -10,8 +10,9 @@ from flask_login import current_user
 
 from app.auth.access import role_required
 from app.extensions import db
+from app.forms import ConfirmForm
 from app.office import bp
-from app.office.forms import ConfirmForm, NewBankForm, NewUserForm
+from app.office.forms import NewBankForm, NewUserForm
 from app.services import accounts, organizations
 from models import OrgKind, Role, User
 
