@@ -432,7 +432,7 @@ class Scorecard(ClassifierMixin, BaseEstimator):
         intercept = float(math.log(max(y.mean(), 1e-12) / max(1 - y.mean(), 1e-12)))
         while candidates:
             W = np.column_stack([woe_cols[j] for j in candidates])
-            lr = LogisticRegression(C=self.C, max_iter=2000, tol=1e-8)
+            lr = LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=200, tol=1e-8)
             lr.fit(W, y)
             coef = lr.coef_[0].astype(np.float64)
             intercept = float(lr.intercept_[0])
