@@ -1,0 +1,922 @@
+"""Ingesting source records: validate, keep only what was authorized, dedupe, version.
+
+One entry point, :func:`ingest_rows`, serves the office's CSV upload, the providers' push
+API and the collection job. For every row it
+
+1. validates every field (a bad field rejects the whole row, never half of it; the rejected
+   row is kept with its line, field, a message code and an English message);
+2. refuses rows of enterprises that are not registered, and — for every source but public
+   credit — rows without a live collection grant for the scope or whose period is outside
+   the grant's data range (data minimisation: of those rows only the key is kept, never the
+   values);
+3. compares the row with the latest stored version of its natural key: identical content is a
+   duplicate and writes nothing, different content is stored as the next version (a
+   correction); nothing is ever overwritten.
+
+Rows are processed in chunks; each chunk costs a constant number of queries whatever its
+size (enterprises, grants, latest versions, inserts). On PostgreSQL records go in with
+``COPY``; on SQLite with ``executemany``. No ORM object is made per row.
+
+The service flushes; the caller commits once (or rolls back: then nothing at all is kept).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from itertools import islice
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask_babel import lazy_gettext as _l
+
+from app.services import audit, authorization
+from ml import schema
+from models import AuditEvent, Enterprise, User, db
+from models.base import utcnow
+from models.codes import CodeError, normalize_uscc
+from models.ingestion import BatchStatus, IngestionBatch, RejectedRow
+from models.records import RECORD_MODELS
+
+CHINA = ZoneInfo("Asia/Shanghai")
+CHUNK_ROWS = 50_000
+MAX_TEXT = 64
+_META = frozenset({"provider", "batch_id", "version"})
+
+SOURCE_LABELS = {
+    schema.TAX: _l("Tax payments"),
+    schema.TAX_CREDIT_RATING: _l("Tax credit rating"),
+    schema.SOCIAL_INSURANCE: _l("Social insurance"),
+    schema.UTILITIES: _l("Water, electricity and gas"),
+    schema.PROVIDENT_FUND: _l("Housing provident fund"),
+    schema.PUBLIC_CREDIT: _l("Public credit records"),
+}
+
+# Message codes of rejected rows, with the text the office UI shows (English msgids).
+REJECTION_MESSAGES = {
+    "required": _l("A value is required."),
+    "bad_month": _l("Expected a month as YYYY-MM."),
+    "future_period": _l("The period is in the future."),
+    "bad_year": _l("Expected a four-digit year."),
+    "bad_date": _l("Expected a date as YYYY-MM-DD."),
+    "future_date": _l("The date is in the future."),
+    "date_order": _l("This date is before the decision date."),
+    "bad_amount": _l("Expected an amount in yuan with at most two decimals, like 1234.50."),
+    "negative": _l("Must not be negative."),
+    "bad_integer": _l("Expected a whole number."),
+    "bad_flag": _l("Expected 0 or 1."),
+    "bad_enum": _l("Not one of the allowed values."),
+    "bad_identifier": _l("Expected letters, digits and . _ : / - (at most 64)."),
+    "bad_uscc": _l("Not a valid unified social credit code."),
+    "unknown_enterprise": _l("No enterprise with this code is registered on the platform."),
+    "no_grant": _l(
+        "The enterprise has not authorized collection of this data "
+        "(no grant, or it was revoked, paused or has expired); the row was not stored."
+    ),
+    "outside_data_range": _l(
+        "This period is outside the months the enterprise authorized; the row was not stored."
+    ),
+}
+
+
+class IngestionError(Exception):
+    """The batch as a whole is refused; nothing was written. ``message`` is for people."""
+
+    code = "ingestion_error"
+
+    def __init__(self, message: Any) -> None:
+        super().__init__(str(message))
+        self.message = message
+
+
+class UnknownSource(IngestionError):
+    code = "unknown_source"
+
+
+class MissingColumns(IngestionError):
+    """The rows lack required columns; ``columns`` names them."""
+
+    code = "missing_columns"
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        super().__init__(_l("Required columns are missing: %(cols)s.", cols=", ".join(columns)))
+        self.columns = list(columns)
+
+
+class IdempotencyConflict(IngestionError):
+    """The provider reused an idempotency key for different content."""
+
+    code = "idempotency_conflict"
+
+
+class BadProvider(IngestionError):
+    code = "bad_provider"
+
+
+# Field parsers ------------------------------------------------------------------------
+
+
+class _Bad(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+
+
+_MONEY = re.compile(r"(\d{1,16})(?:\.(\d{1,2}))?")
+_INTEGER = re.compile(r"\d{1,9}")
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}")
+
+Parser = Callable[[str], str | None]
+
+
+def _money(value: str) -> str:
+    match = _MONEY.fullmatch(value)
+    if match is None:
+        if value.startswith("-") and _MONEY.fullmatch(value[1:]):
+            raise _Bad("negative", f"{value!r} is negative; amounts are never below 0.")
+        raise _Bad("bad_amount", f"{value!r} is not an amount with at most 2 decimals.")
+    whole, cents = match.groups()
+    return f"{whole.lstrip('0') or '0'}.{(cents or '').ljust(2, '0')}"
+
+
+def _integer(value: str) -> str:
+    if _INTEGER.fullmatch(value) is None:
+        if value.startswith("-") and _INTEGER.fullmatch(value[1:]):
+            raise _Bad("negative", f"{value!r} is negative.")
+        raise _Bad("bad_integer", f"{value!r} is not a whole number.")
+    return str(int(value))
+
+
+def _flag(value: str) -> str:
+    if value not in ("0", "1"):
+        raise _Bad("bad_flag", f"{value!r}: expected 0 or 1.")
+    return value
+
+
+def _one_of(values: tuple[str, ...]) -> Parser:
+    allowed = frozenset(values)
+
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise _Bad("bad_enum", f"{value!r} is not one of {', '.join(values)}.")
+        return value
+
+    return parse
+
+
+def _identifier(value: str) -> str:
+    if _IDENTIFIER.fullmatch(value) is None:
+        raise _Bad("bad_identifier", f"{value!r} is not a valid identifier.")
+    return value
+
+
+@dataclass
+class _Clock:
+    """Today in China, and caches of periods already judged against it."""
+
+    today: dt.date
+    months: dict[str, str | _Bad] = field(default_factory=dict)
+
+    @property
+    def this_month(self) -> str:
+        return self.today.strftime("%Y-%m")
+
+    def month(self, value: str) -> str:
+        cached = self.months.get(value)
+        if cached is None:
+            cached = self._month(value)
+            self.months[value] = cached
+        if isinstance(cached, _Bad):
+            raise cached
+        return cached
+
+    def _month(self, value: str) -> str | _Bad:
+        match = _MONTH.fullmatch(value)
+        if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1900:
+            return _Bad("bad_month", f"{value!r} is not a month as YYYY-MM.")
+        if value > self.this_month:
+            return _Bad("future_period", f"{value} is in the future.")
+        return value
+
+    def year(self, value: str) -> str:
+        if not (len(value) == 4 and value.isdigit() and int(value) >= 1990):
+            raise _Bad("bad_year", f"{value!r} is not a year (1990 or later).")
+        if int(value) > self.today.year:
+            raise _Bad("future_period", f"{value} is in the future.")
+        return value
+
+    def date(self, value: str, *, past: bool) -> str:
+        try:
+            if _DATE.fullmatch(value) is None:
+                raise ValueError(value)
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            raise _Bad("bad_date", f"{value!r} is not a date as YYYY-MM-DD.") from None
+        if past and day > self.today:
+            raise _Bad("future_date", f"{value} is in the future.")
+        return value
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    parse: Callable[[_Clock, str], str | None]
+    optional: bool = False
+    # Converts the canonical text to the value SQLite's executemany binds.
+    to_python: Callable[[str], Any] = str
+
+
+def _plain(parse: Parser) -> Callable[[_Clock, str], str | None]:
+    return lambda _clock, value: parse(value)
+
+
+def _col_money(name: str) -> _Column:
+    return _Column(name, _plain(_money), to_python=Decimal)
+
+
+def _col_int(name: str) -> _Column:
+    return _Column(name, _plain(_integer), to_python=int)
+
+
+_MONTH_COL = _Column("month", lambda clock, v: clock.month(v))
+
+COLUMNS: dict[str, tuple[_Column, ...]] = {
+    schema.TAX: (
+        _Column("period", lambda clock, v: clock.month(v)),
+        _Column("tax_type", _plain(_one_of(schema.TAX_TYPES))),
+        _col_money("amount_paid"),
+        _col_money("declared_sales"),
+        _Column("late_filing", _plain(_flag), to_python=lambda v: v == "1"),
+        _col_money("arrears"),
+    ),
+    schema.TAX_CREDIT_RATING: (
+        _Column("year", lambda clock, v: clock.year(v), to_python=int),
+        _Column("rating", _plain(_one_of(schema.TAX_RATINGS))),
+    ),
+    schema.SOCIAL_INSURANCE: (
+        _MONTH_COL,
+        _col_int("insured_headcount"),
+        _col_money("amount_due"),
+        _col_money("amount_paid"),
+        _col_money("arrears"),
+    ),
+    schema.UTILITIES: (
+        _MONTH_COL,
+        _Column("utility", _plain(_one_of(schema.UTILITY_KINDS))),
+        _col_money("consumption"),
+        _col_money("amount_billed"),
+        _col_money("amount_paid"),
+        _col_int("days_overdue"),
+    ),
+    schema.PROVIDENT_FUND: (
+        _MONTH_COL,
+        _col_int("contributing_employees"),
+        _col_money("amount"),
+        _col_money("arrears"),
+    ),
+    schema.PUBLIC_CREDIT: (
+        _Column("record_id", _plain(_identifier)),
+        _Column("record_type", _plain(_one_of(schema.PUBLIC_RECORD_TYPES))),
+        _Column("severity", _plain(_one_of(schema.SEVERITIES))),
+        _Column(
+            "decided_on", lambda clock, v: clock.date(v, past=True), to_python=dt.date.fromisoformat
+        ),
+        _Column(
+            "publication_ends_on",
+            lambda clock, v: clock.date(v, past=False),
+            optional=True,
+            to_python=dt.date.fromisoformat,
+        ),
+        _Column(
+            "repaired_on",
+            lambda clock, v: clock.date(v, past=True),
+            optional=True,
+            to_python=dt.date.fromisoformat,
+        ),
+    ),
+}
+"""Per source: the data columns after ``uscc``, in ``ml.schema`` order, with their parsers."""
+
+
+def required_columns(source: str) -> tuple[str, ...]:
+    """The columns a batch of ``source`` must have (``ml.schema`` minus the record metadata)."""
+    if source not in RECORD_MODELS:
+        raise UnknownSource(_l("Unknown source: %(s)s.", s=source))
+    return tuple(c for c in schema.TABLE_COLUMNS[source] if c not in _META)
+
+
+def missing_columns(source: str, header: Iterable[str]) -> list[str]:
+    present = {h.strip() for h in header if h is not None}
+    return [c for c in required_columns(source) if c not in present]
+
+
+def _check_provider(provider: str) -> str:
+    provider = (provider or "").strip()
+    if not provider or len(provider) > 100:
+        raise BadProvider(_l("Name the provider (at most 100 characters)."))
+    if provider[0] in "=+-@" or any(ord(c) < 32 for c in provider):
+        raise BadProvider(
+            _l("The provider name may not start with = + - @ or hold control characters.")
+        )
+    return provider
+
+
+# The batch ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Counts:
+    accepted: int = 0
+    corrected: int = 0
+    duplicates: int = 0
+    refused: int = 0  # rejected for want of a grant (per enterprise, for its audit trail)
+
+
+@dataclass
+class _Row:
+    line: int
+    uscc: str
+    values: tuple[str | None, ...]  # canonical text of the data columns
+    content_hash: str
+    raw: dict[str, Any]
+
+
+@dataclass
+class _Rejection:
+    line: int
+    field: str | None
+    code: str
+    message: str
+    raw: dict[str, Any]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value).strip()
+
+
+def _raw(row: Mapping[Any, Any]) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for key, value in row.items():
+        if key is None:  # csv.DictReader puts surplus cells under None
+            raw["_extra"] = [_text(v) for v in value] if isinstance(value, list) else _text(value)
+        else:
+            raw[str(key)] = value if value is None or isinstance(value, str) else _text(value)
+    return raw
+
+
+def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class _Ingestion:
+    def __init__(self, source: str, batch: IngestionBatch, provider: str, now: dt.datetime):
+        self.source = source
+        self.batch = batch
+        self.provider = provider
+        self.now = now
+        self.model = RECORD_MODELS[source]
+        self.columns = COLUMNS[source]
+        self.key_columns = schema.KEY_COLUMNS[source]
+        self.key_index = [
+            [c.name for c in self.columns].index(k) for k in self.key_columns if k != "uscc"
+        ]
+        self.period_index = [c.name for c in self.columns].index(schema.PERIOD_COLUMN[source])
+        self.scope = schema.TABLE_SCOPE[source]
+        self.clock = _Clock(now.astimezone(CHINA).date())
+        self.usccs: dict[str, str | _Bad] = {}
+        self.enterprise_ids: dict[str, int | None] = {}
+        self.windows: dict[str, authorization.CollectionWindow | None] = {}
+        self.latest: dict[tuple[str, ...], tuple[int, str]] = {}
+        self.per_enterprise: dict[int, _Counts] = {}
+        self.postgres = db.session.get_bind().dialect.name == "postgresql"
+        self.rejected_rows = 0
+
+    # Validation ---------------------------------------------------------------------
+
+    def _uscc(self, value: str) -> str:
+        cached = self.usccs.get(value)
+        if cached is None:
+            try:
+                cached = normalize_uscc(value)
+            except CodeError:
+                cached = _Bad("bad_uscc", f"{value!r} is not a valid unified social credit code.")
+            self.usccs[value] = cached
+        if isinstance(cached, _Bad):
+            raise cached
+        return cached
+
+    def validate(self, line: int, row: Mapping[str, Any]) -> _Row | list[_Rejection]:
+        errors: list[_Rejection] = []
+        uscc = ""
+        raw_uscc = _text(row.get("uscc"))
+        try:
+            if not raw_uscc:
+                raise _Bad("required", "uscc: a value is required.")
+            uscc = self._uscc(raw_uscc)
+        except _Bad as bad:
+            errors.append(_Rejection(line, "uscc", bad.code, bad.message, {}))
+        values: list[str | None] = []
+        clock = self.clock
+        for column in self.columns:
+            value = _text(row.get(column.name))
+            if not value:
+                if column.optional:
+                    values.append(None)
+                    continue
+                errors.append(_Rejection(line, column.name, "required", "A value is required.", {}))
+                values.append(None)
+                continue
+            try:
+                values.append(column.parse(clock, value))
+            except _Bad as bad:
+                errors.append(_Rejection(line, column.name, bad.code, bad.message, {}))
+                values.append(None)
+        if not errors and self.source == schema.PUBLIC_CREDIT:
+            decided = values[3]
+            for index, name in ((4, "publication_ends_on"), (5, "repaired_on")):
+                other = values[index]
+                if other is not None and decided is not None and other < decided:
+                    errors.append(
+                        _Rejection(line, name, "date_order", f"{other} is before {decided}.", {})
+                    )
+        if errors:
+            raw = _raw(row)
+            for error in errors:
+                error.raw = raw
+            return errors
+        canonical = "\x1f".join([uscc, *(v or "" for v in values)])
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        return _Row(line, uscc, tuple(values), digest, {})
+
+    # Authorization ------------------------------------------------------------------
+
+    def _lookup(self, usccs: set[str]) -> None:
+        new = sorted(u for u in usccs if u not in self.enterprise_ids)
+        size = 5000 if self.postgres else 900
+        for start in range(0, len(new), size):
+            part = new[start : start + size]
+            query = sa.select(Enterprise.uscc, Enterprise.id).where(Enterprise.uscc.in_(part))
+            found: dict[str, int] = {row.uscc: row.id for row in db.session.execute(query)}
+            for uscc in part:
+                self.enterprise_ids[uscc] = found.get(uscc)
+            if self.scope is not None:
+                registered = [u for u in part if found.get(u) is not None]
+                windows = (
+                    authorization.collection_windows(self.scope, registered, now=self.now)
+                    if registered
+                    else {}
+                )
+                for uscc in part:
+                    self.windows[uscc] = windows.get(uscc)
+
+    def _grant_problem(self, row: _Row) -> tuple[str, str] | None:
+        if self.scope is None:
+            return None
+        window = self.windows.get(row.uscc)
+        if window is None:
+            return "no_grant", f"No live collection grant for {self.scope}; not stored."
+        period = row.values[self.period_index] or ""
+        if self.source == schema.TAX_CREDIT_RATING:
+            inside = window.data_from.year <= int(period) <= window.data_to.year
+        else:
+            first = dt.date(int(period[:4]), int(period[5:7]), 1)
+            inside = window.data_from <= first <= window.data_to
+        if inside:
+            return None
+        return (
+            "outside_data_range",
+            f"{period} is outside the authorized months "
+            f"{window.data_from:%Y-%m}..{window.data_to:%Y-%m}; not stored.",
+        )
+
+    def _redacted(self, row: _Row) -> dict[str, Any]:
+        raw: dict[str, Any] = {"uscc": row.uscc}
+        names = [c.name for c in self.columns]
+        for key in (*self.key_columns[1:], schema.PERIOD_COLUMN[self.source]):
+            raw[key] = row.values[names.index(key)]
+        return raw
+
+    # Versions -----------------------------------------------------------------------
+
+    def _key(self, row: _Row) -> tuple[str, ...]:
+        return (row.uscc, *(row.values[i] or "" for i in self.key_index))
+
+    def _load_latest(self, usccs: set[str]) -> None:
+        table = self.model.__table__
+        key_cols = [table.c[k] for k in self.key_columns]
+        wanted = sorted(usccs)
+        size = 20_000 if self.postgres else 900
+        found: dict[tuple[str, ...], tuple[int, str]] = {}
+        for start in range(0, len(wanted), size):
+            part = wanted[start : start + size]
+            condition = table.c.uscc.in_(part)
+            stmt = sa.select(*key_cols, table.c.version, table.c.content_hash).where(condition)
+            for record in db.session.execute(stmt):
+                key = tuple(str(v) for v in record[: len(key_cols)])
+                version, digest = record[-2], record[-1]
+                current = found.get(key)
+                if current is None or version > current[0]:
+                    found[key] = (version, digest)
+        for key, value in found.items():
+            self.latest.setdefault(key, value)
+
+    # The chunk ----------------------------------------------------------------------
+
+    def process(self, first_line: int, chunk: list[Mapping[str, Any]]) -> None:
+        valid: list[_Row] = []
+        rejections: list[_Rejection] = []
+        for offset, mapping in enumerate(chunk):
+            result = self.validate(first_line + offset, mapping)
+            if isinstance(result, list):
+                rejections.extend(result)
+                self.rejected_rows += 1
+            else:
+                valid.append(result)
+        self._lookup({row.uscc for row in valid})
+
+        authorized: list[_Row] = []
+        for row in valid:
+            enterprise_id = self.enterprise_ids.get(row.uscc)
+            if enterprise_id is None:
+                rejections.append(
+                    _Rejection(
+                        row.line,
+                        "uscc",
+                        "unknown_enterprise",
+                        f"{row.uscc} is not registered on the platform; not stored.",
+                        self._redacted(row),
+                    )
+                )
+                self.rejected_rows += 1
+                continue
+            problem = self._grant_problem(row)
+            if problem is not None:
+                code, message = problem
+                rejections.append(_Rejection(row.line, None, code, message, self._redacted(row)))
+                self.rejected_rows += 1
+                self._counts(enterprise_id).refused += 1
+                continue
+            authorized.append(row)
+
+        self._load_latest({row.uscc for row in authorized if self._key(row) not in self.latest})
+        to_store: list[tuple[_Row, int, int]] = []
+        for row in authorized:
+            enterprise_id = self.enterprise_ids[row.uscc]
+            assert enterprise_id is not None  # noqa: S101  (authorized rows are registered)
+            counts = self._counts(enterprise_id)
+            key = self._key(row)
+            previous = self.latest.get(key)
+            if previous is not None and previous[1] == row.content_hash:
+                counts.duplicates += 1
+                continue
+            version = 1 if previous is None else previous[0] + 1
+            self.latest[key] = (version, row.content_hash)
+            if version == 1:
+                counts.accepted += 1
+            else:
+                counts.corrected += 1
+            to_store.append((row, enterprise_id, version))
+        self._store(to_store)
+        self._store_rejections(rejections)
+
+    def _counts(self, enterprise_id: int) -> _Counts:
+        counts = self.per_enterprise.get(enterprise_id)
+        if counts is None:
+            counts = self.per_enterprise[enterprise_id] = _Counts()
+        return counts
+
+    # Writing ------------------------------------------------------------------------
+
+    def _record_columns(self) -> list[str]:
+        return [
+            "uscc",
+            *(c.name for c in self.columns),
+            "enterprise_id",
+            "provider",
+            "batch_id",
+            "version",
+            "content_hash",
+            "received_at",
+        ]
+
+    def _store(self, rows: list[tuple[_Row, int, int]]) -> None:
+        if not rows:
+            return
+        names = self._record_columns()
+        if self.postgres:
+            middle = f"\t{_copy_text(self.provider)}\t{self.batch.id}\t"
+            received = self.now.isoformat()
+            lines = []
+            for row, enterprise_id, version in rows:
+                values = "\t".join("\\N" if v is None else v for v in row.values)
+                lines.append(
+                    f"{row.uscc}\t{values}\t{enterprise_id}{middle}{version}\t"
+                    f"{row.content_hash}\t{received}\n"
+                )
+            _copy(self.model.__tablename__, names, lines)
+        else:
+            converters = [c.to_python for c in self.columns]
+            params = []
+            for row, enterprise_id, version in rows:
+                record: dict[str, Any] = {"uscc": row.uscc}
+                for column, convert, value in zip(
+                    self.columns, converters, row.values, strict=True
+                ):
+                    record[column.name] = None if value is None else convert(value)
+                record.update(
+                    enterprise_id=enterprise_id,
+                    provider=self.provider,
+                    batch_id=self.batch.id,
+                    version=version,
+                    content_hash=row.content_hash,
+                    received_at=self.now,
+                )
+                params.append(record)
+            db.session.execute(sa.insert(cast(sa.Table, self.model.__table__)), params)
+
+    def _store_rejections(self, rejections: list[_Rejection]) -> None:
+        if not rejections:
+            return
+        params = [
+            {
+                "batch_id": self.batch.id,
+                "line": r.line,
+                "field": r.field,
+                "code": r.code,
+                "message": r.message,
+                "raw": r.raw,
+            }
+            for r in rejections
+        ]
+        db.session.execute(sa.insert(cast(sa.Table, RejectedRow.__table__)), params)
+
+
+def _copy_text(value: str) -> str:
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def _copy(table: str, columns: list[str], lines: list[str]) -> None:
+    """``COPY`` text-format ``lines`` into ``table`` on the session's own connection (and so
+    in its transaction)."""
+    connection = db.session.connection().connection.driver_connection
+    assert connection is not None  # noqa: S101
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    statement = f'COPY "{table}" ({quoted}) FROM STDIN'
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for start in range(0, len(lines), 10_000):
+            copy.write("".join(lines[start : start + 10_000]))
+
+
+def _batch_hash(source: str, rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(source.encode())
+    for row in rows:
+        digest.update(("\x1e" + "\x1f".join(_text(row.get(c)) for c in columns)).encode())
+    return digest.hexdigest()
+
+
+def _hashing(
+    rows: Iterable[Mapping[str, Any]], digest: Any, columns: tuple[str, ...]
+) -> Iterator[Mapping[str, Any]]:
+    for row in rows:
+        digest.update(("\x1e" + "\x1f".join(_text(row.get(c)) for c in columns)).encode())
+        yield row
+
+
+def find_batch(provider: str, idempotency_key: str) -> IngestionBatch | None:
+    return db.session.scalar(
+        sa.select(IngestionBatch).where(
+            IngestionBatch.provider == provider, IngestionBatch.idempotency_key == idempotency_key
+        )
+    )
+
+
+def ingest_rows(
+    source: str,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    provider: str,
+    idempotency_key: str,
+    actor: User | str | None,
+    filename: str | None = None,
+    now: dt.datetime | None = None,
+    first_line: int = 1,
+) -> IngestionBatch:
+    """Ingest one batch of ``source`` rows (``ml.schema`` column names, text values).
+
+    ``actor`` is the office user uploading, a provider's API client id, or None for the
+    platform's own collection job. ``first_line`` numbers the first row (2 for a CSV file
+    whose line 1 is the header). Returns the completed batch with its counts; rejected rows
+    are in :class:`RejectedRow`. A key already used by ``provider`` with the same content
+    returns that first batch and writes nothing.
+
+    Raises :class:`UnknownSource`, :class:`BadProvider`, :class:`MissingColumns` (the first
+    row lacks required columns) and :class:`IdempotencyConflict` (the key was used for other
+    content); then nothing is written.
+    """
+    now = now or utcnow()
+    columns = required_columns(source)
+    provider = _check_provider(provider)
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > 200:
+        raise IngestionError(_l("An idempotency key of 1 to 200 characters is required."))
+
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is not None:
+        missing = missing_columns(source, first.keys())
+        if missing:
+            raise MissingColumns(missing)
+    ahead: list[Mapping[str, Any]] = [] if first is None else [first]
+
+    def all_rows() -> Iterator[Mapping[str, Any]]:
+        yield from ahead
+        yield from iterator
+
+    existing = find_batch(provider, key)
+    if existing is not None:
+        if existing.source == source and existing.content_hash == _batch_hash(
+            source, all_rows(), columns
+        ):
+            return existing
+        raise IdempotencyConflict(
+            _l(
+                "The idempotency key %(key)s was already used by %(provider)s for a different "
+                "batch (no. %(id)d); nothing was written.",
+                key=key,
+                provider=provider,
+                id=existing.id,
+            )
+        )
+
+    batch = IngestionBatch(
+        source=source,
+        provider=provider,
+        idempotency_key=key,
+        content_hash="",
+        received_at=now,
+        submitted_by_user_id=actor.id if isinstance(actor, User) else None,
+        submitted_by_client=actor if isinstance(actor, str) else None,
+        status=BatchStatus.PROCESSING,
+        filename=filename,
+    )
+    db.session.add(batch)
+    db.session.flush()
+    if source != schema.PUBLIC_CREDIT:
+        _lock_source(source)
+
+    work = _Ingestion(source, batch, provider, now)
+    digest = hashlib.sha256(source.encode())
+    line = first_line
+    total = 0
+    for chunk in _chunks(_hashing(all_rows(), digest, columns), CHUNK_ROWS):
+        work.process(line, chunk)
+        line += len(chunk)
+        total += len(chunk)
+
+    batch.content_hash = digest.hexdigest()
+    batch.rows_total = total
+    batch.accepted = sum(c.accepted for c in work.per_enterprise.values())
+    batch.corrected = sum(c.corrected for c in work.per_enterprise.values())
+    batch.duplicates = sum(c.duplicates for c in work.per_enterprise.values())
+    batch.rejected = work.rejected_rows
+    batch.status = BatchStatus.COMPLETED
+    batch.completed_at = now
+    db.session.flush()
+    _audit(batch, work, actor, now)
+    return batch
+
+
+# Concurrency and audit ----------------------------------------------------------------
+
+_SOURCE_LOCK_BASE = 0x58594449  # "XYDI"; + the source's index: one lock per record table
+
+
+def _lock_source(source: str) -> None:
+    """Serialize ingestion into one table on PostgreSQL: two batches correcting the same
+    record would otherwise both compute the same next version (SQLite has one writer)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        key = _SOURCE_LOCK_BASE + schema.SOURCE_TABLES.index(source)
+        db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _audit(
+    batch: IngestionBatch, work: _Ingestion, actor: User | str | None, now: dt.datetime
+) -> None:
+    """One event for the batch, then one per enterprise it touched (stored, duplicate or
+    refused rows) so each enterprise sees who delivered what about it.
+
+    The per-enterprise events are appended in bulk right behind the batch event: that
+    event's append took the audit lock (PostgreSQL) or the write lock (SQLite) for this
+    transaction, and each event is chained with :func:`audit.chain_hash` exactly as
+    :func:`audit.record` does.
+    """
+    user = actor if isinstance(actor, User) else None
+    client = actor if isinstance(actor, str) else None
+    common = {"source": batch.source, "provider": batch.provider, "batch_id": batch.id}
+    if client:
+        common["client_id"] = client
+    head = audit.record(
+        "ingestion.batch",
+        actor=user,
+        scope=work.scope or batch.source,
+        object_type="ingestion_batch",
+        object_id=batch.id,
+        details={
+            **common,
+            "rows": batch.rows_total,
+            "accepted": batch.accepted,
+            "corrected": batch.corrected,
+            "duplicates": batch.duplicates,
+            "rejected": batch.rejected,
+        },
+        now=now,
+    )
+    prev_hash, seq = head.hash, head.seq
+    params = []
+    for enterprise_id in sorted(work.per_enterprise):
+        counts = work.per_enterprise[enterprise_id]
+        seq += 1
+        event = AuditEvent(
+            seq=seq,
+            occurred_at=now,
+            actor_user_id=user.id if user else None,
+            actor_org_id=user.organization_id if user else None,
+            action="ingestion.batch",
+            enterprise_id=enterprise_id,
+            scope=work.scope or batch.source,
+            object_type="ingestion_batch",
+            object_id=str(batch.id),
+            details={
+                **common,
+                "stored": counts.accepted + counts.corrected,
+                "corrected": counts.corrected,
+                "duplicates": counts.duplicates,
+                "refused": counts.refused,
+            },
+            prev_hash=prev_hash,
+        )
+        event.hash = audit.chain_hash(prev_hash, event)
+        prev_hash = event.hash
+        params.append(
+            {c.key: getattr(event, c.key) for c in AuditEvent.__table__.columns if c.key != "id"}
+        )
+    if params:
+        db.session.execute(sa.insert(cast(sa.Table, AuditEvent.__table__)), params)
+
+
+# Reading, for the office pages --------------------------------------------------------
+
+
+def batches(limit: int = 50, offset: int = 0) -> list[IngestionBatch]:
+    return list(
+        db.session.scalars(
+            sa.select(IngestionBatch)
+            .order_by(IngestionBatch.received_at.desc(), IngestionBatch.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+
+
+def batch_count() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(IngestionBatch)) or 0
+
+
+def rejected_rows(batch: IngestionBatch, *, limit: int, offset: int = 0) -> list[RejectedRow]:
+    return list(
+        db.session.scalars(
+            sa.select(RejectedRow)
+            .where(RejectedRow.batch_id == batch.id)
+            .order_by(RejectedRow.line, RejectedRow.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+
+
+def rejected_count(batch: IngestionBatch) -> int:
+    return (
+        db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(RejectedRow)
+            .where(RejectedRow.batch_id == batch.id)
+        )
+        or 0
+    )

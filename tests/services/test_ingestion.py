@@ -1,0 +1,356 @@
+"""Ingestion: validation, data minimisation, versioning, idempotency and audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.services import audit, authorization, ingestion
+from models import AuditEvent, AuthorizationKind, Enterprise, User
+from models.ingestion import BatchStatus, IngestionBatch, RejectedRow
+from models.records import PublicCreditRecord, SocialInsuranceRecord, TaxRecord
+
+NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
+BAD_USCC = "91350100M000100Y4X"  # wrong check digit
+
+
+def _enterprise(factory, *, scopes=("tax", "social_insurance"), grant=True):
+    account = factory.enterprise()
+    user = db.session.get(User, account.user_id)
+    enterprise = db.session.scalar(
+        sa.select(Enterprise).where(Enterprise.organization_id == account.organization_id)
+    )
+    grant_row = None
+    if grant:
+        grant_row = authorization.grant(
+            user,
+            enterprise,
+            authorization.GrantRequest(AuthorizationKind.COLLECTION, tuple(scopes)),
+            now=NOW - dt.timedelta(days=1),
+        )
+        db.session.commit()
+    return enterprise, user, grant_row
+
+
+def _tax(uscc, period="2026-09", **over):
+    row = {
+        "uscc": uscc,
+        "period": period,
+        "tax_type": "VAT",
+        "amount_paid": "1200.50",
+        "declared_sales": "98000",
+        "late_filing": "0",
+        "arrears": "0",
+    }
+    row.update(over)
+    return row
+
+
+def _ingest(rows, key="k1", source="tax", provider="tax-bureau", **kw):
+    return ingestion.ingest_rows(
+        source, rows, provider=provider, idempotency_key=key, actor="client-1", now=NOW, **kw
+    )
+
+
+def _count(model, **where):
+    stmt = sa.select(sa.func.count()).select_from(model)
+    for name, value in where.items():
+        stmt = stmt.where(getattr(model, name) == value)
+    return db.session.scalar(stmt)
+
+
+def _rejections(batch):
+    return list(
+        db.session.scalars(
+            sa.select(RejectedRow).where(RejectedRow.batch_id == batch.id).order_by(RejectedRow.id)
+        )
+    )
+
+
+def test_valid_rows_are_stored_with_canonical_values(app_ctx, factory):
+    enterprise, _, _ = _enterprise(factory)
+    batch = _ingest(
+        [_tax(enterprise.uscc.lower()), _tax(enterprise.uscc, "2026-10", amount_paid="007.5")]
+    )
+    db.session.commit()
+    assert (batch.status, batch.rows_total, batch.accepted, batch.rejected) == (
+        BatchStatus.COMPLETED,
+        2,
+        2,
+        0,
+    )
+    records = db.session.scalars(sa.select(TaxRecord).order_by(TaxRecord.period)).all()
+    assert [r.period for r in records] == ["2026-09", "2026-10"]
+    assert records[1].amount_paid == Decimal("7.50")
+    assert records[0].uscc == enterprise.uscc and records[0].enterprise_id == enterprise.id
+    assert records[0].version == 1 and records[0].batch_id == batch.id
+    assert records[0].provider == "tax-bureau" and len(records[0].content_hash) == 64
+    assert records[0].received_at == NOW and records[0].late_filing is False
+    assert batch.submitted_by_client == "client-1"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("period", "2026-13", "bad_month"),
+        ("period", "2026/09", "bad_month"),
+        ("period", "2026-12", "future_period"),
+        ("amount_paid", "-5", "negative"),
+        ("amount_paid", "1.234", "bad_amount"),
+        ("amount_paid", "1e5", "bad_amount"),
+        ("amount_paid", "", "required"),
+        ("tax_type", "GST", "bad_enum"),
+        ("late_filing", "yes", "bad_flag"),
+        ("uscc", BAD_USCC, "bad_uscc"),
+        ("amount_paid", '=HYPERLINK("http://evil.example","x")', "bad_amount"),
+        ("tax_type", "@SUM(A1:A9)", "bad_enum"),
+        ("declared_sales", "+1+1", "bad_amount"),
+        ("arrears", "-1+2", "bad_amount"),
+    ],
+)
+def test_a_bad_field_rejects_the_whole_row_and_keeps_it(app_ctx, factory, field, value, code):
+    enterprise, _, _ = _enterprise(factory)
+    bad = {**_tax(enterprise.uscc, "2026-08"), field: value}
+    batch = _ingest([_tax(enterprise.uscc), bad], first_line=2)
+    db.session.commit()
+    assert (batch.accepted, batch.rejected) == (1, 1)
+    assert _count(TaxRecord) == 1  # never half a row
+    [rejection] = _rejections(batch)
+    assert (rejection.line, rejection.field, rejection.code) == (3, field, code)
+    assert rejection.raw == bad  # kept as received: nothing is lost
+    assert rejection.message
+
+
+def test_every_bad_field_of_a_row_is_reported(app_ctx, factory):
+    enterprise, _, _ = _enterprise(factory)
+    batch = _ingest([_tax(enterprise.uscc, "13-2026", tax_type="x", arrears="-1")])
+    assert batch.rejected == 1
+    assert [(r.field, r.code) for r in _rejections(batch)] == [
+        ("period", "bad_month"),
+        ("tax_type", "bad_enum"),
+        ("arrears", "negative"),
+    ]
+
+
+def test_missing_columns_refuse_the_whole_batch(app_ctx, factory):
+    enterprise, _, _ = _enterprise(factory)
+    row = _tax(enterprise.uscc)
+    del row["arrears"], row["tax_type"]
+    with pytest.raises(ingestion.MissingColumns) as error:
+        _ingest([row])
+    assert error.value.columns == ["tax_type", "arrears"]
+    assert "tax_type, arrears" in str(error.value.message)
+    assert _count(IngestionBatch) == 0 and _count(TaxRecord) == 0
+
+
+def test_unknown_source_and_bad_provider_are_refused(app_ctx):
+    with pytest.raises(ingestion.UnknownSource):
+        _ingest([], source="weather")
+    with pytest.raises(ingestion.BadProvider):
+        _ingest([], provider="=cmd|' /C calc'!A0")
+    with pytest.raises(ingestion.IngestionError):
+        _ingest([], key=" ")
+
+
+def test_unregistered_enterprise_is_rejected_without_its_values(app_ctx, factory):
+    from app.services.demo import demo_uscc
+
+    stranger = demo_uscc(999_999)
+    batch = _ingest([_tax(stranger)])
+    [rejection] = _rejections(batch)
+    assert (rejection.field, rejection.code) == ("uscc", "unknown_enterprise")
+    assert rejection.raw == {"uscc": stranger, "period": "2026-09", "tax_type": "VAT"}
+    assert _count(TaxRecord) == 0
+
+
+def test_no_grant_revoked_or_out_of_range_rows_are_not_stored(app_ctx, factory):
+    granted, _, _ = _enterprise(factory)
+    never, _, _ = _enterprise(factory, grant=False)
+    revoked, revoker, grant = _enterprise(factory)
+    other_scope, _, _ = _enterprise(factory, scopes=("utilities",))
+    authorization.revoke(revoker, grant, now=NOW - dt.timedelta(hours=1))
+    db.session.commit()
+    batch = _ingest(
+        [
+            _tax(granted.uscc),
+            _tax(never.uscc),
+            _tax(revoked.uscc),
+            _tax(other_scope.uscc),
+            _tax(granted.uscc, "2024-10"),  # before the grant's data range (2024-11..)
+        ]
+    )
+    db.session.commit()
+    assert (batch.accepted, batch.rejected) == (1, 4)
+    assert [(r.line, r.code, r.field) for r in _rejections(batch)] == [
+        (2, "no_grant", None),
+        (3, "no_grant", None),
+        (4, "no_grant", None),
+        (5, "outside_data_range", None),
+    ]
+    # data minimisation: the values of refused rows are not kept anywhere
+    assert all("amount_paid" not in r.raw for r in _rejections(batch))
+    assert db.session.scalars(sa.select(TaxRecord.uscc)).all() == [granted.uscc]
+
+
+def test_expired_grant_refuses(app_ctx, factory):
+    enterprise, _, _ = _enterprise(factory)
+    later = NOW + dt.timedelta(days=400)
+    batch = ingestion.ingest_rows(
+        "tax",
+        [_tax(enterprise.uscc)],
+        provider="tax-bureau",
+        idempotency_key="late",
+        actor=None,
+        now=later,
+    )
+    assert batch.rejected == 1 and _rejections(batch)[0].code == "no_grant"
+
+
+def test_public_credit_needs_no_grant(app_ctx, factory):
+    enterprise, _, _ = _enterprise(factory, grant=False)
+    row = {
+        "uscc": enterprise.uscc,
+        "record_id": "PC000000001",
+        "record_type": "administrative_penalty",
+        "severity": "general",
+        "decided_on": "2025-03-01",
+        "publication_ends_on": "2028-03-01",
+        "repaired_on": "",
+    }
+    bad = {**row, "record_id": "=1+1", "repaired_on": "2025-01-01"}
+    batch = _ingest([row, bad], source="public_credit", provider="creditchina")
+    db.session.commit()
+    assert (batch.accepted, batch.rejected) == (1, 1)
+    record = db.session.scalar(sa.select(PublicCreditRecord))
+    assert record.decided_on == dt.date(2025, 3, 1) and record.repaired_on is None
+    assert [(r.field, r.code) for r in _rejections(batch)] == [("record_id", "bad_identifier")]
+
+
+def test_same_rows_again_are_duplicates_and_a_change_is_a_new_version(app_ctx, factory):
+    enterprise, _, _ = _enterprise(factory)
+    rows = [_tax(enterprise.uscc, "2026-09"), _tax(enterprise.uscc, "2026-10")]
+    _ingest(rows, key="first")
+    db.session.commit()
+    again = _ingest(rows, key="second")
+    db.session.commit()
+    assert (again.accepted, again.duplicates, again.corrected) == (0, 2, 0)
+    assert _count(TaxRecord) == 2
+    fixed = _ingest([_tax(enterprise.uscc, "2026-09", amount_paid="1300.00"), rows[1]], key="third")
+    db.session.commit()
+    assert (fixed.accepted, fixed.duplicates, fixed.corrected) == (0, 1, 1)
+    versions = db.session.execute(
+        sa.select(TaxRecord.version, TaxRecord.amount_paid)
+        .where(TaxRecord.period == "2026-09")
+        .order_by(TaxRecord.version)
+    ).all()
+    assert versions == [(1, Decimal("1200.50")), (2, Decimal("1300.00"))]
+
+
+def test_repeats_inside_one_batch_are_versions_in_order(app_ctx, factory):
+    enterprise, _, _ = _enterprise(factory)
+    row = _tax(enterprise.uscc)
+    batch = _ingest([row, row, {**row, "arrears": "5"}])
+    assert (batch.accepted, batch.duplicates, batch.corrected) == (1, 1, 1)
+    assert _count(TaxRecord, version=2) == 1
+
+
+def test_idempotency_key_replay_returns_the_first_batch(app_ctx, factory):
+    enterprise, _, _ = _enterprise(factory)
+    rows = [_tax(enterprise.uscc)]
+    first = _ingest(rows, key="same")
+    db.session.commit()
+    events = _count(AuditEvent)
+    replay = _ingest(rows, key="same")
+    assert replay.id == first.id
+    assert _count(IngestionBatch) == 1 and _count(TaxRecord) == 1
+    assert _count(AuditEvent) == events
+    with pytest.raises(ingestion.IdempotencyConflict) as error:
+        _ingest([_tax(enterprise.uscc, amount_paid="1")], key="same")
+    assert "same" in str(error.value.message)
+    # the key is per provider: another provider may use it
+    other = _ingest(rows, key="same", provider="another-bureau")
+    assert other.id != first.id and other.duplicates == 1
+
+
+def test_audit_events_per_batch_and_per_enterprise_keep_the_chain(app_ctx, factory):
+    one, _, _ = _enterprise(factory)
+    two, _, _ = _enterprise(factory, grant=False)
+    batch = _ingest([_tax(one.uscc), _tax(one.uscc, "2026-10"), _tax(two.uscc)])
+    db.session.commit()
+    events = db.session.scalars(
+        sa.select(AuditEvent).where(AuditEvent.action == "ingestion.batch").order_by(AuditEvent.seq)
+    ).all()
+    assert [e.enterprise_id for e in events] == [None, one.id, two.id]
+    assert events[0].details["accepted"] == 2 and events[0].details["rejected"] == 1
+    assert events[1].details["stored"] == 2 and events[1].details["provider"] == "tax-bureau"
+    assert events[2].details["refused"] == 1 and events[2].details["stored"] == 0
+    assert all(e.object_id == str(batch.id) for e in events)
+    assert audit.verify().ok
+    # the enterprise sees the delivery in its own trail
+    assert [e.action for e in audit.events_for_enterprise(one.id)][:1] == ["ingestion.batch"]
+
+
+def test_other_sources_validate_their_own_fields(app_ctx, factory):
+    enterprise, _, _ = _enterprise(factory)
+    rows = [
+        {
+            "uscc": enterprise.uscc,
+            "month": "2026-09",
+            "insured_headcount": "12",
+            "amount_due": "5000",
+            "amount_paid": "5000",
+            "arrears": "0",
+        },
+        {
+            "uscc": enterprise.uscc,
+            "month": "2026-10",
+            "insured_headcount": "-3",
+            "amount_due": "5000",
+            "amount_paid": "5000",
+            "arrears": "0",
+        },
+    ]
+    batch = _ingest(rows, source="social_insurance", provider="si-centre")
+    assert (batch.accepted, batch.rejected) == (1, 1)
+    assert _rejections(batch)[0].field == "insured_headcount"
+    assert db.session.scalar(sa.select(SocialInsuranceRecord.insured_headcount)) == 12
+    rating = _ingest(
+        [
+            {"uscc": enterprise.uscc, "year": "2025", "rating": "A"},
+            {"uscc": enterprise.uscc, "year": "2027", "rating": "B"},
+            {"uscc": enterprise.uscc, "year": "2024", "rating": "Z"},
+        ],
+        source="tax_credit_rating",
+        key="rating",
+    )
+    assert (rating.accepted, rating.rejected) == (1, 2)
+    assert [r.code for r in _rejections(rating)] == ["future_period", "bad_enum"]
+
+
+def test_records_are_append_only_at_the_database(app_ctx, factory):
+    enterprise, _, _ = _enterprise(factory)
+    _ingest([_tax(enterprise.uscc)])
+    db.session.commit()
+    record = db.session.scalar(sa.select(TaxRecord))
+    copy = {c.key: getattr(record, c.key) for c in TaxRecord.__table__.columns if c.key != "id"}
+    with pytest.raises(sa.exc.IntegrityError):
+        db.session.execute(sa.insert(TaxRecord), [copy])  # same key, same version
+    db.session.rollback()
+    with pytest.raises(sa.exc.IntegrityError):
+        db.session.execute(sa.insert(TaxRecord), [{**copy, "version": 2, "arrears": -1}])
+    db.session.rollback()
+
+
+def test_large_batch_goes_through_in_chunks(app_ctx, factory, monkeypatch):
+    monkeypatch.setattr(ingestion, "CHUNK_ROWS", 7)
+    enterprise, _, _ = _enterprise(factory)
+    months = [f"{y}-{m:02d}" for y in (2025, 2026) for m in range(1, 13)][:22]
+    rows = [_tax(enterprise.uscc, month) for month in months]
+    rows += [_tax(enterprise.uscc, months[0]), _tax(enterprise.uscc, "bad")]
+    batch = _ingest(rows)
+    assert (batch.rows_total, batch.accepted, batch.duplicates, batch.rejected) == (24, 22, 1, 1)
+    assert _rejections(batch)[0].line == 24
