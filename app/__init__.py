@@ -61,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     babel.init_app(app, locale_selector=select_locale)
     _init_login(app)
 
+    from app.api import bp as api_bp
     from app.auth import bp as auth_bp
     from app.bank import bp as bank_bp
     from app.enterprise import bp as enterprise_bp
@@ -72,6 +73,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(enterprise_bp, url_prefix="/enterprise")
     app.register_blueprint(bank_bp, url_prefix="/bank")
     app.register_blueprint(office_bp, url_prefix="/office")
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
+    csrf.exempt(api_bp)
 
     from app import cli, errors, templating
 

@@ -1,0 +1,34 @@
+"""The JSON API (``/api/v1``) for data providers: OAuth2 client credentials and pushes.
+
+CSRF-exempt (there are no cookies here: every call carries a bearer token); errors are
+RFC 9457 problem JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from flask import Blueprint, Flask
+from flask.blueprints import BlueprintSetupState
+
+from app.api.errors import ApiProblem
+
+bp = Blueprint("api", __name__)
+
+
+@bp.record_once
+def _init(state: BlueprintSetupState) -> None:
+    from app.api import oauth
+    from app.api.cli import providers_group
+
+    app = cast(Flask, state.app)
+    oauth.init_app(app)
+    app.cli.add_command(providers_group)
+
+
+@bp.errorhandler(ApiProblem)
+def _problem(problem: ApiProblem) -> Any:
+    return problem.response()
+
+
+from app.api import routes  # noqa: E402,F401  (registers the views on bp)

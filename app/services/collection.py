@@ -1,0 +1,303 @@
+"""Collecting an enterprise's records from providers, under its collection authorization.
+
+``start_collection`` (called right after a collection grant) queues a job that fetches each
+authorized scope in turn. For every scope it asks the policy (``authorization.decide``) at
+the moment of fetching and again before storing, so a revocation, pause or expiry during
+the job stops the remaining scopes; fetched rows go through ``ingestion.ingest_rows``
+(validation, minimisation, versioning, dedupe) inside a savepoint, so a scope is stored
+whole or not at all. The job's ``result`` says, per scope, what happened:
+
+``{"tax": {"status": "succeeded", "accepted": 30, "corrected": 0, "duplicates": 0,
+"rejected": 0, "batches": [12, 13]}, "utilities": {"status": "failed", "reason":
+"timeout", "message": "…"}, "provident_fund": {"status": "refused", "reason": "revoked",
+"message": "…"}}``
+
+``coverage`` summarizes what is stored per scope for the freshness and coverage badges.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
+
+from app import jobs
+from app.connectors import ConnectorError, FailureReason, connector_for
+from app.services import audit, ingestion
+from app.services.authorization import Action, decide, record_use
+from ml import schema
+from models import Authorization, AuthorizationKind, Enterprise, Job, JobStatus, User, db
+from models.base import utcnow
+from models.records import RECORD_MODELS
+
+JOB_KIND = "collection"
+
+STEP_MESSAGES: dict[str, Any] = {
+    FailureReason.TIMEOUT.value: _l("The provider did not answer in time; nothing was stored."),
+    FailureReason.UNAVAILABLE.value: _l(
+        "The provider is unavailable at the moment; nothing was stored."
+    ),
+    FailureReason.REJECTED.value: _l("The provider refused the request; nothing was stored."),
+    FailureReason.AUTH.value: _l("The platform could not sign in to the provider."),
+    FailureReason.MALFORMED.value: _l(
+        "The provider sent data in an unexpected form; nothing of it was stored."
+    ),
+    FailureReason.CIRCUIT_OPEN.value: _l(
+        "The provider failed repeatedly just now; the platform will try again later."
+    ),
+    FailureReason.NOT_CONFIGURED.value: _l("No provider is connected for this kind of data."),
+    "ingestion_failed": _l("The records could not be stored; nothing of them was kept."),
+}
+
+
+def step_message(outcome: dict[str, Any]) -> str:
+    """A job step's outcome in words, in the current language."""
+    reason = str(outcome.get("reason", ""))
+    if outcome.get("status") == "refused":
+        return str(outcome.get("message", ""))  # the policy's own words (see _refused)
+    message = STEP_MESSAGES.get(reason)
+    return str(message) if message is not None else str(outcome.get("message", ""))
+
+
+def start_collection(authorization_id: int, actor: User | None) -> Job:
+    """Queue the collection of every scope of a collection authorization.
+
+    The job runs after the caller commits. Raises ``ValueError`` for an id that is not a
+    collection authorization.
+    """
+    grant = db.session.get(Authorization, authorization_id)
+    if grant is None or grant.kind is not AuthorizationKind.COLLECTION:
+        raise ValueError(f"authorization {authorization_id} is not a collection authorization")
+    scopes = grant.scope_list
+    job = jobs.enqueue(
+        JOB_KIND,
+        enterprise_id=grant.enterprise_id,
+        authorization_id=grant.id,
+        steps_total=len(scopes),
+        scopes=scopes,
+        requested_by_user_id=actor.id if actor else None,
+    )
+    job.result = {scope: {"status": "waiting"} for scope in scopes}
+    db.session.flush()
+    return job
+
+
+def _months(first: dt.date, last: dt.date) -> list[str]:
+    """``YYYY-MM`` of every month from ``first`` to ``last`` (day ignored)."""
+    start, end = first.year * 12 + first.month - 1, last.year * 12 + last.month - 1
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(start, end + 1)]
+
+
+def _last_complete_month(now: dt.datetime) -> dt.date:
+    first_of_month = now.date().replace(day=1)
+    return (first_of_month - dt.timedelta(days=1)).replace(day=1)
+
+
+def _in_default_locale(message: Any) -> str:
+    with force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "zh")):
+        return str(message)
+
+
+def _set_step(job: Job, scope: str, outcome: dict[str, Any]) -> None:
+    result = dict(job.result or {})
+    result[scope] = outcome
+    job.result = result  # a new dict, so the JSON column is written
+    job.steps_done = min(job.steps_total, job.steps_done + 1)
+
+
+@jobs.job_body(JOB_KIND)
+def run_collection(job: Job) -> None:
+    """The job body: fetch, check, store, report — one scope at a time, committing each."""
+    grant = db.session.get(Authorization, job.authorization_id)
+    if grant is None:
+        raise LookupError(f"authorization {job.authorization_id} no longer exists")
+    enterprise = grant.enterprise
+    connector = connector_for(current_app.config)
+    scopes: list[str] = list(job.params.get("scopes") or grant.scope_list)
+    failed: list[str] = []
+    for index, scope in enumerate(scopes):
+        decision = decide(None, Action.COLLECT, enterprise, scope)
+        if not decision.allowed:
+            _stop(job, scopes[index:], decision.reason, decision.message)
+            return
+        window = db.session.get(Authorization, decision.authorization_id) or grant
+        last = min(window.data_to, _last_complete_month(utcnow()))
+        months = _months(window.data_from, last) if last >= window.data_from else []
+        if not months:
+            _set_step(job, scope, {"status": "succeeded", "accepted": 0, "months": 0})
+            db.session.commit()
+            continue
+        try:
+            tables = connector.fetch(enterprise.uscc, scope, months)
+        except ConnectorError as error:
+            failed.append(scope)
+            _record_failure(job, enterprise, scope, error.reason.value, error.detail)
+            continue
+        # The fetch may have taken a while: the enterprise may have revoked meanwhile.
+        decision = decide(None, Action.COLLECT, enterprise, scope)
+        if not decision.allowed:
+            _stop(job, scopes[index:], decision.reason, decision.message)
+            return
+        try:
+            outcome = _store(job, enterprise, scope, tables, connector.provider_name(scope))
+        except Exception as exc:  # reported on the step; the savepoint rolled the scope back
+            current_app.logger.exception("collection job %s: storing %s failed", job.id, scope)
+            failed.append(scope)
+            _record_failure(job, enterprise, scope, "ingestion_failed", f"{type(exc).__name__}")
+            continue
+        record_use(decision)
+        _set_step(job, scope, outcome)
+        db.session.commit()
+    if failed:
+        job.status = JobStatus.FAILED
+        job.message = _in_default_locale(
+            _l("Some data could not be collected: %(s)s.", s=", ".join(failed))
+        )
+    job.finished_at = utcnow()
+    db.session.commit()
+
+
+def _store(
+    job: Job,
+    enterprise: Enterprise,
+    scope: str,
+    tables: dict[str, list[dict[str, str]]],
+    provider: str,
+) -> dict[str, Any]:
+    totals = {"accepted": 0, "corrected": 0, "duplicates": 0, "rejected": 0}
+    batches: list[int] = []
+    with db.session.begin_nested():
+        for table in schema.SCOPE_TABLES[scope]:
+            rows = tables.get(table) or []
+            if not rows:
+                continue
+            batch = ingestion.ingest_rows(
+                table,
+                rows,
+                provider=provider,
+                idempotency_key=f"collection-job-{job.id}-{table}",
+                actor=None,
+            )
+            batches.append(batch.id)
+            for name in totals:
+                totals[name] += int(getattr(batch, name))
+        audit.record(
+            "collection.fetch",
+            actor=None,
+            enterprise_id=enterprise.id,
+            scope=scope,
+            object_type="job",
+            object_id=job.id,
+            details={"provider": provider, "batches": batches, **totals},
+        )
+    return {"status": "succeeded", **totals, "batches": batches}
+
+
+def _record_failure(job: Job, enterprise: Enterprise, scope: str, reason: str, detail: str) -> None:
+    db.session.rollback()
+    job = db.session.get(Job, job.id) or job
+    message = STEP_MESSAGES.get(reason, _l("The data could not be collected."))
+    _set_step(
+        job,
+        scope,
+        {
+            "status": "failed",
+            "reason": reason,
+            "message": _in_default_locale(message),
+            "detail": detail,
+        },
+    )
+    audit.record(
+        "collection.failed",
+        actor=None,
+        enterprise_id=enterprise.id,
+        scope=scope,
+        object_type="job",
+        object_id=job.id,
+        details={"reason": reason, "detail": detail},
+    )
+    db.session.commit()
+
+
+def _stop(job: Job, remaining: list[str], reason: str, message: Any) -> None:
+    """The policy refused: mark the remaining scopes refused and the job failed, saying why."""
+    for scope in remaining:
+        _set_step(
+            job,
+            scope,
+            {"status": "refused", "reason": reason, "message": _in_default_locale(message)},
+        )
+    job.status = JobStatus.FAILED
+    job.message = _in_default_locale(
+        _l("Collection stopped: %(why)s", why=_in_default_locale(message))
+    )
+    job.finished_at = utcnow()
+    audit.record(
+        "collection.stopped",
+        actor=None,
+        enterprise_id=job.enterprise_id,
+        scope=",".join(remaining),
+        object_type="job",
+        object_id=job.id,
+        details={"reason": reason},
+    )
+    db.session.commit()
+
+
+# Coverage ------------------------------------------------------------------------------
+
+# The table whose months show a scope's coverage.
+COVERAGE_TABLE = {scope: tables[0] for scope, tables in schema.SCOPE_TABLES.items()}
+
+
+@dataclass(frozen=True)
+class Coverage:
+    scope: str
+    last_update: dt.datetime | None  # when the latest record arrived
+    first_month: str | None
+    last_month: str | None
+    months_covered: int
+    gaps: list[str]  # months between first and last with no record, "YYYY-MM"
+
+    @property
+    def has_data(self) -> bool:
+        return self.months_covered > 0
+
+
+def coverage(enterprise: Enterprise) -> dict[str, Coverage]:
+    """Per scope: when records last arrived, which months are covered, which are missing.
+
+    One aggregate query per scope; only the distinct months (at most a few dozen) reach Python.
+    """
+    out: dict[str, Coverage] = {}
+    for scope, table in COVERAGE_TABLE.items():
+        model = RECORD_MODELS[table]
+        period = getattr(model, schema.PERIOD_COLUMN[table])
+        rows = db.session.execute(
+            sa.select(period, sa.func.max(model.received_at))
+            .where(model.enterprise_id == enterprise.id)
+            .group_by(period)
+            .order_by(period)
+        ).all()
+        months = [str(row[0]) for row in rows]
+        last_update = max((row[1] for row in rows), default=None)
+        gaps: list[str] = []
+        if months:
+            present = set(months)
+            first = dt.date(int(months[0][:4]), int(months[0][5:7]), 1)
+            last = dt.date(int(months[-1][:4]), int(months[-1][5:7]), 1)
+            gaps = [m for m in _months(first, last) if m not in present]
+        out[scope] = Coverage(
+            scope=scope,
+            last_update=last_update,
+            first_month=months[0] if months else None,
+            last_month=months[-1] if months else None,
+            months_covered=len(months),
+            gaps=gaps,
+        )
+    return out
