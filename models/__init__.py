@@ -16,6 +16,7 @@ from models.base import Base, db, utcnow
 from models.enterprise import Enterprise, SizeClass
 from models.job import Job, JobStatus
 from models.organization import Organization, OrgKind
+from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
 from models.user import Role, User, UserSession
 
 __all__ = [
@@ -28,9 +29,13 @@ __all__ = [
     "FetchFrequency",
     "Job",
     "JobStatus",
+    "LoanProduct",
     "OrgKind",
     "Organization",
+    "ProductStatus",
+    "ProductType",
     "Purpose",
+    "RepaymentMethod",
     "Role",
     "SizeClass",
     "User",
