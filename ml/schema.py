@@ -13,6 +13,10 @@ Value conventions:
 * ``authorized_scopes``: ``";"``-joined subset of :data:`SCOPES` (empty = none authorized).
 * ``tax_credit_rating.year`` is the assessed calendar year; the rating is published in April of
   the following year (:data:`RATING_PUBLISHED_MONTH`).
+* ``public_credit``: ``severity`` is always one of :data:`SEVERITIES`; a commendation has no
+  real severity and carries ``"minor"`` (readers ignore severity for commendations).
+  ``publication_ends_on`` is empty for a permanent record (licence revoked); a record counts
+  while ``decided_on <= date < publication_ends_on`` and it is not repaired by that date.
 """
 
 from __future__ import annotations

@@ -627,7 +627,7 @@ _PUBLIC_TYPES = (
     _PublicType("serious_dishonesty_list", ("serious",), (1.0,), 0.001, -0.5, 1.0, 1095, 0.0),
     _PublicType("abnormal_operation", ("general",), (1.0,), 0.015, -0.4, 0.8, 1095, 0.4),
     _PublicType("licence_revoked", ("serious",), (1.0,), 0.0003, -0.5, 0.8, 0, 0.0),
-    _PublicType("commendation", ("",), (1.0,), 0.02, 0.6, 0.0, 1095, 0.0),
+    _PublicType("commendation", ("minor",), (1.0,), 0.02, 0.6, 0.0, 1095, 0.0),
 )  # fmt: skip
 _PENALTY_DAYS = {"minor": 90, "general": 365, "serious": 1095}
 

@@ -128,7 +128,7 @@ def tables() -> dict[str, pd.DataFrame]:
             ("R3", "administrative_penalty", "minor", "2024-10-01", "2025-01-01", "2024-11-15", 1),
             ("R4", "dishonest_judgment_debtor", "serious", "2024-06-01", "2026-06-01", "", 1),
             ("R5", "serious_dishonesty_list", "serious", "2025-02-01", "2028-02-01", "", 1),
-            ("R6", "commendation", "", "2024-01-01", "2027-01-01", "", 1),
+            ("R6", "commendation", "minor", "2024-01-01", "2027-01-01", "", 1),
             ("R7", "abnormal_operation", "general", "2024-02-01", "2027-02-01", "2025-03-01", 1),
             ("R8", "administrative_penalty", "serious", "2024-05-01", "2027-05-01", "", 1),
             ("R8", "administrative_penalty", "minor", "2024-05-01", "2027-05-01", "", 2),

@@ -85,8 +85,13 @@ def test_records_use_schema_values(small: dict[str, pd.DataFrame]) -> None:
     assert set(small["utilities"]["utility"].astype(str)) == set(schema.UTILITY_KINDS)
     pc = small["public_credit"]
     assert set(pc["record_type"].astype(str)) <= set(schema.PUBLIC_RECORD_TYPES)
-    negative = pc["record_type"].astype(str) != "commendation"
-    assert set(pc.loc[negative, "severity"]) <= set(schema.SEVERITIES)
+    assert set(pc["severity"]) <= set(schema.SEVERITIES)
+    assert (pc["decided_on"] <= synth.DEFAULT_AS_OF.isoformat()).all()
+    ends = pc["publication_ends_on"].dropna()
+    assert (ends >= pc.loc[ends.index, "decided_on"]).all()
+    repaired = pc["repaired_on"].dropna()
+    assert (repaired >= pc.loc[repaired.index, "decided_on"]).all()
+    assert (repaired <= synth.DEFAULT_AS_OF.isoformat()).all()
     assert pc["record_id"].is_unique
     for table, columns in schema.MONEY_COLUMNS.items():
         for column in columns:
