@@ -15,8 +15,10 @@ from models.authorization import (
 from models.base import Base, db, utcnow
 from models.enterprise import Enterprise, SizeClass
 from models.job import Job, JobStatus
+from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.organization import Organization, OrgKind
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
+from models.profile import CreditProfile
 from models.user import Role, User, UserSession
 
 __all__ = [
@@ -25,11 +27,15 @@ __all__ = [
     "AuthorizationKind",
     "AuthorizationStatus",
     "Base",
+    "CreditProfile",
     "Enterprise",
     "FetchFrequency",
     "Job",
     "JobStatus",
     "LoanProduct",
+    "ModelKind",
+    "ModelStatus",
+    "ModelVersion",
     "OrgKind",
     "Organization",
     "ProductStatus",
