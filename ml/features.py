@@ -274,11 +274,21 @@ def _continuity(good: BoolArray, present: BoolArray) -> FloatArray:
     return np.where(present.any(axis=1), stop - start, 0).astype(np.float64)
 
 
+def _year_on_year(m: FloatArray, months: int) -> FloatArray:
+    """log1p(mean of offsets 0…months−1) − log1p(mean of the same calendar months a year
+    earlier), over the months observed in both years (so a missing recent month does not mix
+    seasons); NaN when no month pairs up."""
+    recent = _window(m, 0, months - 1)
+    year_ago = _window(m, 12, 12 + months - 1)
+    pair = ~np.isnan(recent) & ~np.isnan(year_ago)
+    a = _nanmean(np.where(pair, recent, np.nan))
+    b = _nanmean(np.where(pair, year_ago, np.nan))
+    return np.log1p(np.clip(a, 0, None)) - np.log1p(np.clip(b, 0, None))
+
+
 def _level_change(m: FloatArray) -> FloatArray:
-    """log1p(mean of offsets 0–2) − log1p(mean of offsets 12–14), NaN if either is empty."""
-    recent = _nanmean(_window(m, 0, 2))
-    year_ago = _nanmean(_window(m, 12, 14))
-    return np.log1p(np.clip(recent, 0, None)) - np.log1p(np.clip(year_ago, 0, None))
+    """Year-on-year change of the last three months (see :func:`_year_on_year`)."""
+    return _year_on_year(m, 3)
 
 
 def _latest_value(m: FloatArray) -> FloatArray:
@@ -417,9 +427,7 @@ def _tax_features(tables: Mapping[str, pd.DataFrame], idx: pd.Index, ref: int,
     out["sales_trend_6m"] = np.log1p(np.clip(_nanmean(_window(sales, 0, 5)), 0, None)) - np.log1p(
         np.clip(_nanmean(_window(sales, 6, 11)), 0, None)
     )
-    out["sales_yoy_change_6m"] = np.log1p(
-        np.clip(_nanmean(_window(sales, 0, 5)), 0, None)
-    ) - np.log1p(np.clip(_nanmean(_window(sales, 12, 17)), 0, None))
+    out["sales_yoy_change_6m"] = _year_on_year(sales, 6)
     # OLS slope of sales on time (time runs forward: t = -offset), relative to the mean
     obs = ~np.isnan(recent12)
     n_obs = obs.sum(axis=1).astype(np.float64)

@@ -317,3 +317,12 @@ def test_string_and_categorical_inputs_agree() -> None:
     right = build_features(as_strings, synth.DEFAULT_AS_OF)
     pd.testing.assert_frame_equal(left, right)
     assert left.notna().any().all()  # every feature is computed for someone
+
+
+def test_year_on_year_compares_the_same_calendar_months(tables: dict[str, pd.DataFrame]) -> None:
+    util = tables["utilities"]
+    util = util[~((util["utility"] == "electricity") & (util["month"] == "2024-12"))].copy()
+    util.loc[(util["utility"] == "electricity") & (util["month"] == "2023-12"), "consumption"] = 200
+    row = build_features({**tables, "utilities": util}, AS_OF).loc[A]
+    # December is not delivered yet this year, so last December (200) is left out too
+    assert row["elec_yoy_change_3m"] == pytest.approx(math.log1p(80) - math.log1p(100))
