@@ -56,6 +56,8 @@ from ml.tabular import (
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
+C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+"""Candidate inverse regularization strengths for ``C="auto"``."""
 ASCENDING = "ascending"
 DESCENDING = "descending"
 MISSING_LABEL = "Missing"
@@ -297,6 +299,7 @@ class _Core:
     used: list[int]  # indices into bins of features kept by the regression
     coef: FloatArray  # per used feature, ≥ 0
     intercept: float
+    C: float
 
     def raw_logit(self, codes: Sequence[FloatArray]) -> FloatArray:
         """Uncalibrated log-odds of the event from per-feature codes (all features)."""
@@ -321,7 +324,9 @@ class Scorecard(ClassifierMixin, BaseEstimator):
     default_trend : optbinning ``monotonic_trend`` for numeric features without a constraint.
     max_n_prebins, min_prebin_size, min_bin_size, max_n_bins : optbinning limits.
     min_iv : features with information value below this are left out of the regression.
-    C : inverse L2 strength of the logistic regression on WoE.
+    C : inverse L2 strength of the logistic regression on WoE, or ``"auto"`` (default): chosen
+        from :data:`C_GRID` by 3-fold cross-validated log-loss on the training rows' WoE
+        (binning fixed), then used for the final fit and the calibration folds (``C_``).
     calibration : ``"platt"`` (cross-fitted, see :mod:`ml.calibration`) or ``"none"``.
     calibration_cv : folds for the cross-fitted calibration.
     random_state : seed for the calibration folds.
@@ -340,7 +345,7 @@ class Scorecard(ClassifierMixin, BaseEstimator):
         min_bin_size: float | None = None,
         max_n_bins: int | None = None,
         min_iv: float = 0.005,
-        C: float = 1.0,
+        C: float | str = "auto",
         calibration: str = "platt",
         calibration_cv: int = 3,
         random_state: int | None = 0,
@@ -385,6 +390,8 @@ class Scorecard(ClassifierMixin, BaseEstimator):
             raise ValueError("pdo and base_odds must be positive")
         if self.calibration not in ("platt", "none"):
             raise ValueError("calibration must be 'platt' or 'none'")
+        if not (self.C == "auto" or (isinstance(self.C, (int, float)) and self.C > 0)):
+            raise ValueError("C must be a positive number or 'auto'")
         if not (isinstance(self.calibration_cv, int) and self.calibration_cv >= 2):
             raise ValueError("calibration_cv must be an integer ≥ 2")
         for trend in (self.monotone or {}).values():
@@ -406,6 +413,7 @@ class Scorecard(ClassifierMixin, BaseEstimator):
         columns: Mapping[str, npt.NDArray[Any]],
         kinds: Mapping[str, str],
         y: npt.NDArray[np.int64],
+        C: float | None = None,
     ) -> _Core:
         monotone = {str(k): normalize_trend(v) for k, v in (self.monotone or {}).items()}
         bins = [
@@ -428,11 +436,17 @@ class Scorecard(ClassifierMixin, BaseEstimator):
             for b in bins
         ]
         candidates = [j for j, b in enumerate(bins) if b.iv >= self.min_iv and b.iv > 0]
+        if C is None:
+            C = (
+                self._choose_C(np.column_stack([woe_cols[j] for j in candidates]), y)
+                if candidates
+                else 1.0
+            )
         coef = np.zeros(0)
         intercept = float(math.log(max(y.mean(), 1e-12) / max(1 - y.mean(), 1e-12)))
         while candidates:
             W = np.column_stack([woe_cols[j] for j in candidates])
-            lr = LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=200, tol=1e-8)
+            lr = LogisticRegression(C=C, solver="newton-cholesky", max_iter=200, tol=1e-8)
             lr.fit(W, y)
             coef = lr.coef_[0].astype(np.float64)
             intercept = float(lr.intercept_[0])
@@ -440,7 +454,26 @@ class Scorecard(ClassifierMixin, BaseEstimator):
                 break
             candidates.pop(int(np.argmin(coef)))
             coef = np.zeros(0)
-        return _Core(bins=bins, used=list(candidates), coef=coef, intercept=intercept)
+        return _Core(bins=bins, used=list(candidates), coef=coef, intercept=intercept, C=C)
+
+    def _choose_C(self, W: FloatArray, y: npt.NDArray[np.int64]) -> float:
+        """``self.C`` if numeric, else the grid value with the best 3-fold CV log-loss."""
+        if self.C != "auto":
+            return float(self.C)
+        if min(int(y.sum()), int(len(y) - y.sum())) < 6:
+            return 1.0
+        folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(W, y))
+        best_C, best_loss = 1.0, math.inf
+        for C in C_GRID:
+            loss = 0.0
+            for tr, te in folds:
+                lr = LogisticRegression(C=C, solver="newton-cholesky", max_iter=200, tol=1e-8)
+                p = lr.fit(W[tr], y[tr]).predict_proba(W[te])[:, 1]
+                p = np.clip(p, 1e-12, 1 - 1e-12)
+                loss -= float((y[te] * np.log(p) + (1 - y[te]) * np.log(1 - p)).sum())
+            if loss < best_loss - 1e-9:
+                best_C, best_loss = C, loss
+        return best_C
 
     def fit(self, X: Any, y: Any) -> Scorecard:
         """Fit binning, WoE, regression and calibration.
@@ -465,7 +498,7 @@ class Scorecard(ClassifierMixin, BaseEstimator):
             )
             for train_idx, test_idx in folds.split(np.zeros(len(yy)), yy):
                 fold_core = self._fit_core(
-                    {c: v[train_idx] for c, v in columns.items()}, kinds, yy[train_idx]
+                    {c: v[train_idx] for c, v in columns.items()}, kinds, yy[train_idx], core.C
                 )
                 codes = [encode_codes(b, columns[b.name][test_idx]) for b in fold_core.bins]
                 oof[test_idx] = fold_core.raw_logit(codes)
@@ -480,6 +513,7 @@ class Scorecard(ClassifierMixin, BaseEstimator):
         self.used_features_ = [core.bins[j].name for j in core.used]
         self.coef_ = core.coef
         self.intercept_ = core.intercept
+        self.C_ = core.C
         self.calibration_ = platt
         self._build_points()
         return self
@@ -620,6 +654,7 @@ class Scorecard(ClassifierMixin, BaseEstimator):
             "used_features": self.used_features_,
             "coef": [float(c) for c in self.coef_],
             "intercept": self.intercept_,
+            "C": self.C_,
             "calibration": self.calibration_.to_dict(),
         }
 
@@ -635,6 +670,7 @@ class Scorecard(ClassifierMixin, BaseEstimator):
         model.used_features_ = list(state["used_features"])
         model.coef_ = np.asarray(state["coef"], dtype=np.float64)
         model.intercept_ = float(state["intercept"])
+        model.C_ = float(state.get("C", 1.0))
         model.calibration_ = PlattMap.from_dict(state["calibration"])
         model._build_points()
         return model
