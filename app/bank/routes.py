@@ -1,14 +1,22 @@
-"""The bank's pages."""
+"""The bank's pages: home and its loan products."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import render_template
+from flask import abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
+from werkzeug.wrappers import Response
 
+from app.auth.access import role_required
 from app.bank import bp
-from app.services import organizations
+from app.bank.forms import REPAYMENT_LABELS, TYPE_LABELS, ProductForm
+from app.extensions import db
+from app.forms import ConfirmForm
+from app.services import organizations, products
+from app.services.accounts import AccountError, PermissionRefused
+from models import LoanProduct, ProductStatus, Role
 
 
 @bp.get("/")
@@ -18,3 +26,99 @@ def home() -> Any:
         organization=current_user.organization,
         colleagues=organizations.users_of(current_user, current_user.organization),
     )
+
+
+@bp.get("/products")
+def product_list() -> Any:
+    return render_template(
+        "bank/products.html",
+        products=products.bank_products(current_user),
+        type_labels=TYPE_LABELS,
+        action_form=ConfirmForm(),
+    )
+
+
+def _own(product_id: int) -> LoanProduct:
+    product = products.get_own(current_user, product_id)
+    if product is None:
+        abort(404)
+    return product
+
+
+def _save(form: ProductForm, product: LoanProduct | None) -> LoanProduct | None:
+    try:
+        if product is None:
+            product = products.create_draft(current_user, form.terms())
+        else:
+            products.update_draft(current_user, product, form.terms())
+    except AccountError as exc:
+        db.session.rollback()
+        field = getattr(form, exc.field or "", None) or getattr(form, f"{exc.field}_wan", None)
+        if field is not None:
+            field.errors = [*field.errors, str(exc.message)]
+        else:
+            flash(str(exc.message), "error")
+        return None
+    db.session.commit()
+    return product
+
+
+@bp.route("/products/new", methods=["GET", "POST"])
+@role_required(Role.ADMIN)
+def product_new() -> Any:
+    form = ProductForm()
+    if form.validate_on_submit():
+        product = _save(form, None)
+        if product is not None:
+            flash(_("Draft saved. Check it, then publish it."), "success")
+            return redirect(url_for("bank.product_edit", product_id=product.id))
+    return render_template("bank/product_form.html", form=form, product=None), (
+        422 if form.errors else 200
+    )
+
+
+@bp.route("/products/<int:product_id>", methods=["GET", "POST"])
+def product_edit(product_id: int) -> Any:
+    product = _own(product_id)
+    form = ProductForm()
+    if product.status is ProductStatus.DRAFT and form.validate_on_submit():
+        if current_user.role is not Role.ADMIN:
+            abort(403)
+        if _save(form, product) is not None:
+            flash(_("Draft saved."), "success")
+            return redirect(url_for("bank.product_edit", product_id=product.id))
+    elif not form.is_submitted():
+        form.load(products.terms_of(product))
+    return render_template(
+        "bank/product_form.html",
+        form=form,
+        product=product,
+        action_form=ConfirmForm(),
+        repayment_labels=REPAYMENT_LABELS,
+    ), (422 if form.errors else 200)
+
+
+@bp.post("/products/<int:product_id>/<any(publish, retire, revise):change>")
+@role_required(Role.ADMIN)
+def product_change(product_id: int, change: str) -> Response:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    product = _own(product_id)
+    target = product
+    try:
+        if change == "publish":
+            products.publish(current_user, product)
+            message = _("Published: enterprises can see and apply for it now.")
+        elif change == "retire":
+            products.retire(current_user, product)
+            message = _("Retired: no new applications. Open applications continue.")
+        else:
+            target = products.revise(current_user, product)
+            message = _("A revised draft was created; publish it, then retire the old version.")
+    except (AccountError, PermissionRefused) as exc:
+        db.session.rollback()
+        flash(str(exc.message), "error")
+        return redirect(url_for("bank.product_edit", product_id=product.id))
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for("bank.product_edit", product_id=target.id))

@@ -1,0 +1,361 @@
+"""Matching enterprises with published products, every rule explained.
+
+The arithmetic is in :mod:`app.services.matching_engine` (vectorized); this module loads
+the facts and rules from the database and turns pass/fail into sentences: the rule, the
+enterprise's value, the threshold, and what would change the result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from flask_babel import lazy_gettext as _l
+
+from app.services import authorization
+from app.services.matching_engine import (
+    PUBLIC_CLASSES,
+    RULES,
+    SIZE_CLASSES,
+    EnterpriseFacts,
+    ProductRules,
+    bitmask,
+    evaluate,
+    expected_rate,
+)
+from app.services.products import grades
+from models import Authorization, AuthorizationKind, Enterprise, LoanProduct, db
+from models.authorization import SCOPES
+from models.base import utcnow
+
+SCOPE_LABELS = authorization.SCOPE_LABELS
+SIZE_LABELS = {
+    "micro": _l("Micro"),
+    "small": _l("Small"),
+    "medium": _l("Medium"),
+    "large": _l("Large"),
+}
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def rules_of(products: Sequence[LoanProduct]) -> ProductRules:
+    names = grades()
+    split = LoanProduct.split
+    return ProductRules(
+        ids=np.asarray([p.id for p in products], dtype=np.int64),
+        min_grade_rank=np.asarray(
+            [names.index(p.min_grade) if p.min_grade in names else math.nan for p in products],
+            dtype=float,
+        ),
+        public_mask=np.asarray(
+            [bitmask(split(p.public_credit_classes), PUBLIC_CLASSES) for p in products],
+            dtype=np.int64,
+        ),
+        min_years=np.asarray([_nan(p.min_years_operating) for p in products], dtype=float),
+        min_sales=np.asarray([_nan(p.min_annual_sales) for p in products], dtype=float),
+        min_tax_months=np.asarray([_nan(p.min_tax_months) for p in products], dtype=float),
+        min_social_months=np.asarray([_nan(p.min_social_months) for p in products], dtype=float),
+        industries_allowed=[split(p.industries_allowed) for p in products],
+        industries_excluded=[split(p.industries_excluded) for p in products],
+        regions_allowed=[split(p.regions_allowed) for p in products],
+        regions_excluded=[split(p.regions_excluded) for p in products],
+        size_mask=np.asarray(
+            [bitmask(split(p.size_classes), SIZE_CLASSES) for p in products], dtype=np.int64
+        ),
+        scopes_mask=np.asarray(
+            [bitmask(split(p.required_scopes), SCOPES) for p in products], dtype=np.int64
+        ),
+    )
+
+
+def _collection_scopes(enterprise_ids: Sequence[int], now: dt.datetime) -> dict[int, int]:
+    """Bitmask of scopes each enterprise has a live collection grant for."""
+    rows = db.session.execute(
+        sa.select(Authorization.enterprise_id, Authorization.scopes).where(
+            Authorization.enterprise_id.in_(enterprise_ids),
+            Authorization.kind == AuthorizationKind.COLLECTION,
+            Authorization.revoked_at.is_(None),
+            Authorization.paused_at.is_(None),
+            Authorization.valid_from <= now,
+            Authorization.valid_until > now,
+        )
+    )
+    masks: dict[int, int] = {}
+    for enterprise_id, scopes in rows:
+        masks[enterprise_id] = masks.get(enterprise_id, 0) | bitmask(scopes.split(","), SCOPES)
+    return masks
+
+
+def profile_facts(enterprise_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
+    """The latest credit profile's matching facts per enterprise (none yet → empty)."""
+    from app.services import profiles
+
+    latest = profiles.latest_profiles(list(enterprise_ids))
+    return {
+        eid: {
+            "grade_rank": p.grade_rank,
+            "public_credit_class": p.public_credit_class,
+            "annual_sales": p.annual_sales,
+            "tax_months": p.tax_months,
+            "social_months": p.social_months,
+        }
+        for eid, p in latest.items()
+    }
+
+
+def facts_of(enterprises: Sequence[Enterprise], now: dt.datetime | None = None) -> EnterpriseFacts:
+    now = now or utcnow()
+    ids = [e.id for e in enterprises]
+    scopes = _collection_scopes(ids, now)
+    profiles = profile_facts(ids)
+    today = now.date()
+
+    def col(name: str) -> np.ndarray:
+        return np.asarray([_nan(profiles.get(i, {}).get(name)) for i in ids], dtype=float)
+
+    return EnterpriseFacts(
+        ids=np.asarray(ids, dtype=np.int64),
+        grade_rank=col("grade_rank"),
+        public_class=np.asarray(
+            [
+                PUBLIC_CLASSES.index(c)
+                if (c := profiles.get(i, {}).get("public_credit_class")) in PUBLIC_CLASSES
+                else -1
+                for i in ids
+            ],
+            dtype=np.int64,
+        ),
+        years_operating=np.asarray(
+            [(today - e.founded_on).days / 365.25 for e in enterprises], dtype=float
+        ),
+        annual_sales=col("annual_sales"),
+        tax_months=col("tax_months"),
+        social_months=col("social_months"),
+        industry=[e.industry_code for e in enterprises],
+        region=[e.region_code for e in enterprises],
+        size_class=np.asarray(
+            [SIZE_CLASSES.index(e.size_class.value) for e in enterprises], dtype=np.int64
+        ),
+        scopes_mask=np.asarray([scopes.get(i, 0) for i in ids], dtype=np.int64),
+    )
+
+
+# Explanations ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    passed: bool
+    requirement: Any  # the threshold, in words
+    value: Any  # the enterprise's value, in words
+    remedy: Any = None  # what would change it, when the rule failed
+
+
+@dataclass
+class Match:
+    product: LoanProduct
+    eligible: bool
+    results: list[RuleResult] = field(default_factory=list)
+    expected_rate: Decimal | None = None
+    fit: float = 0.0
+
+    @property
+    def failed(self) -> list[RuleResult]:
+        return [r for r in self.results if not r.passed]
+
+    @property
+    def near_miss(self) -> bool:
+        return not self.eligible and len(self.failed) == 1
+
+
+def _money_wan(value: float) -> str:
+    return f"{value / 10_000:,.0f}"
+
+
+def _explain_rule(
+    rule: str, product: LoanProduct, facts: EnterpriseFacts, passed: bool
+) -> RuleResult | None:
+    """The sentence for one rule of one product, or None when the product sets no such rule."""
+    names = grades()
+    split = LoanProduct.split
+    unknown = _l("not known yet")
+    if rule == "grade":
+        if not product.min_grade:
+            return None
+        rank = facts.grade_rank[0]
+        value = names[int(rank)] if not math.isnan(rank) else _l("no credit profile yet")
+        return RuleResult(
+            rule,
+            passed,
+            _l("grade %(g)s or better", g=product.min_grade),
+            value,
+            None
+            if passed
+            else _l("Improve your grade: see the credit-health simulator on your profile."),
+        )
+    if rule == "public_credit_class":
+        classes = split(product.public_credit_classes)
+        if not classes:
+            return None
+        own = facts.public_class[0]
+        return RuleResult(
+            rule,
+            passed,
+            _l("public-credit class %(c)s", c=" / ".join(classes)),
+            PUBLIC_CLASSES[own] if own >= 0 else unknown,
+            None
+            if passed
+            else _l("Records that are repaired can stop counting: apply for credit repair."),
+        )
+    if rule == "years_operating":
+        if product.min_years_operating is None:
+            return None
+        return RuleResult(
+            rule,
+            passed,
+            _l("at least %(n)s years in business", n=product.min_years_operating),
+            f"{facts.years_operating[0]:.1f}",
+            None,
+        )
+    if rule == "annual_sales":
+        if product.min_annual_sales is None:
+            return None
+        sales = facts.annual_sales[0]
+        return RuleResult(
+            rule,
+            passed,
+            _l(
+                "declared sales of at least %(n)s ten-thousand CNY a year (tax data)",
+                n=_money_wan(float(product.min_annual_sales)),
+            ),
+            _money_wan(sales) if not math.isnan(sales) else _l("no tax data"),
+            None
+            if passed or not math.isnan(sales)
+            else _l("Authorize collection of your tax data."),
+        )
+    if rule in ("tax_months", "social_months"):
+        minimum = product.min_tax_months if rule == "tax_months" else product.min_social_months
+        if minimum is None:
+            return None
+        months = (facts.tax_months if rule == "tax_months" else facts.social_months)[0]
+        scope = "tax" if rule == "tax_months" else "social_insurance"
+        requirement = (
+            _l("at least %(n)d continuous months of tax payments", n=minimum)
+            if rule == "tax_months"
+            else _l("at least %(n)d continuous months of social-insurance payments", n=minimum)
+        )
+        remedy = None
+        if not passed:
+            remedy = (
+                _l("Authorize collection of %(s)s data.", s=SCOPE_LABELS[scope])
+                if math.isnan(months)
+                else _l("%(n)d more months of on-time payments.", n=int(minimum - months))
+            )
+        return RuleResult(
+            rule, passed, requirement, int(months) if not math.isnan(months) else unknown, remedy
+        )
+    if rule == "industry":
+        allowed, excluded = split(product.industries_allowed), split(product.industries_excluded)
+        if not allowed and not excluded:
+            return None
+        requirement = (
+            _l("industry %(codes)s", codes=", ".join(allowed))
+            if allowed
+            else _l("any industry except %(codes)s", codes=", ".join(excluded))
+        )
+        return RuleResult(rule, passed, requirement, facts.industry[0], None)
+    if rule == "region":
+        allowed, excluded = split(product.regions_allowed), split(product.regions_excluded)
+        if not allowed and not excluded:
+            return None
+        requirement = (
+            _l("registered in %(codes)s", codes=", ".join(allowed))
+            if allowed
+            else _l("not registered in %(codes)s", codes=", ".join(excluded))
+        )
+        return RuleResult(rule, passed, requirement, facts.region[0], None)
+    if rule == "size_class":
+        sizes = split(product.size_classes)
+        if not sizes:
+            return None
+        return RuleResult(
+            rule,
+            passed,
+            _l("size %(s)s", s=" / ".join(str(SIZE_LABELS[s]) for s in sizes)),
+            SIZE_LABELS[SIZE_CLASSES[facts.size_class[0]]],
+            None,
+        )
+    if rule == "scopes":
+        required = split(product.required_scopes)
+        if not required:
+            return None
+        have = [s for i, s in enumerate(SCOPES) if facts.scopes_mask[0] & (1 << i)]
+        missing = [s for s in required if s not in have]
+        return RuleResult(
+            rule,
+            passed,
+            _l("authorized data: %(s)s", s="、".join(str(SCOPE_LABELS[s]) for s in required)),
+            "、".join(str(SCOPE_LABELS[s]) for s in have) or _l("none"),
+            _l(
+                "Authorize collection of %(s)s data.",
+                s="、".join(str(SCOPE_LABELS[s]) for s in missing),
+            )
+            if missing
+            else None,
+        )
+    raise ValueError(f"unknown rule {rule!r}")
+
+
+def explain(
+    enterprise: Enterprise, products: Sequence[LoanProduct], now: dt.datetime | None = None
+) -> list[Match]:
+    """Every product for one enterprise: eligible or not, each rule explained, ranked.
+
+    Eligible products come first, by fit (grade margin, then expected rate); then near
+    misses (one rule failed), then the rest.
+    """
+    if not products:
+        return []
+    facts = facts_of([enterprise], now)
+    rules = rules_of(products)
+    passed = evaluate(facts, rules)[0]  # [product, rule]
+    worst = rules.min_grade_rank
+    rates = expected_rate(
+        facts.grade_rank,
+        np.asarray([float(p.rate_min) for p in products]),
+        np.asarray([float(p.rate_max) for p in products]),
+        worst,
+    )[0]
+    matches = []
+    n_grades = len(grades())
+    for j, product in enumerate(products):
+        results = [
+            r
+            for k, rule in enumerate(RULES)
+            if (r := _explain_rule(rule, product, facts, bool(passed[j, k]))) is not None
+        ]
+        eligible = bool(passed[j].all())
+        margin = 0.0
+        if eligible and not math.isnan(worst[j]) and not math.isnan(facts.grade_rank[0]):
+            margin = (worst[j] - facts.grade_rank[0]) / n_grades
+        rate = (
+            Decimal(str(round(float(rates[j]), 2))) if not math.isnan(facts.grade_rank[0]) else None
+        )
+        fit = (
+            (1.0 if eligible else 0.0)
+            + 0.5 * margin
+            - 0.02 * float(rate if rate is not None else product.rate_max)
+        )
+        matches.append(Match(product, eligible, results, rate, fit))
+    matches.sort(key=lambda m: (not m.eligible, not m.near_miss, -m.fit, m.product.id))
+    return matches
