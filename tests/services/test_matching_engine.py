@@ -19,18 +19,18 @@ from models.authorization import SCOPES
 
 
 def facts(**overrides):
-    base = dict(
-        grade_rank=3.0,
-        public_class=1,
-        years_operating=3.0,
-        annual_sales=2_000_000.0,
-        tax_months=12.0,
-        social_months=24.0,
-        industry="C13",
-        region="350102",
-        size_class=1,
-        scopes=("tax", "social_insurance"),
-    )
+    base = {
+        "grade_rank": 3.0,
+        "public_class": 1,
+        "years_operating": 3.0,
+        "annual_sales": 2_000_000.0,
+        "tax_months": 12.0,
+        "social_months": 24.0,
+        "industry": "C13",
+        "region": "350102",
+        "size_class": 1,
+        "scopes": ("tax", "social_insurance"),
+    }
     base.update(overrides)
     return EnterpriseFacts(
         ids=np.array([1]),
@@ -49,20 +49,20 @@ def facts(**overrides):
 
 def rules(**overrides):
     nan = math.nan
-    base = dict(
-        min_grade_rank=3.0,
-        public=("A", "B"),
-        min_years=3.0,
-        min_sales=2_000_000.0,
-        min_tax=12.0,
-        min_social=nan,
-        ind_allowed=("C",),
-        ind_excluded=(),
-        reg_allowed=("3501",),
-        reg_excluded=(),
-        sizes=("micro", "small"),
-        scopes=("tax",),
-    )
+    base = {
+        "min_grade_rank": 3.0,
+        "public": ("A", "B"),
+        "min_years": 3.0,
+        "min_sales": 2_000_000.0,
+        "min_tax": 12.0,
+        "min_social": nan,
+        "ind_allowed": ("C",),
+        "ind_excluded": (),
+        "reg_allowed": ("3501",),
+        "reg_excluded": (),
+        "sizes": ("micro", "small"),
+        "scopes": ("tax",),
+    }
     base.update(overrides)
     return ProductRules(
         ids=np.array([10]),

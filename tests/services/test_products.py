@@ -21,26 +21,26 @@ from models import (
 
 
 def terms(**overrides):
-    base = dict(
-        name="税易贷",
-        product_type=ProductType.TAX_BASED,
-        amount_min=Decimal("100000"),
-        amount_max=Decimal("3000000"),
-        term_min_months=6,
-        term_max_months=36,
-        rate_min=Decimal("3.45"),
-        rate_max=Decimal("6.00"),
-        repayment_method=RepaymentMethod.EQUAL_INSTALLMENT,
-        response_days=5,
-        min_grade="BBB",
-        public_credit_classes=("A", "B"),
-        min_annual_sales=Decimal("1000000"),
-        min_tax_months=12,
-        industries_allowed=("C", "F51"),
-        regions_allowed=("35",),
-        size_classes=("micro", "small"),
-        required_scopes=("tax",),
-    )
+    base = {
+        "name": "税易贷",
+        "product_type": ProductType.TAX_BASED,
+        "amount_min": Decimal("100000"),
+        "amount_max": Decimal("3000000"),
+        "term_min_months": 6,
+        "term_max_months": 36,
+        "rate_min": Decimal("3.45"),
+        "rate_max": Decimal("6.00"),
+        "repayment_method": RepaymentMethod.EQUAL_INSTALLMENT,
+        "response_days": 5,
+        "min_grade": "BBB",
+        "public_credit_classes": ("A", "B"),
+        "min_annual_sales": Decimal("1000000"),
+        "min_tax_months": 12,
+        "industries_allowed": ("C", "F51"),
+        "regions_allowed": ("35",),
+        "size_classes": ("micro", "small"),
+        "required_scopes": ("tax",),
+    }
     return products.ProductTerms(**{**base, **overrides})
 
 
