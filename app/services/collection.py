@@ -29,7 +29,7 @@ from flask_babel import lazy_gettext as _l
 from app import jobs
 from app.connectors import ConnectorError, FailureReason, connector_for
 from app.services import audit, ingestion
-from app.services.authorization import Action, decide, record_use
+from app.services.authorization import Action, Decision, decide, record_use
 from ml import schema
 from models import Authorization, AuthorizationKind, Enterprise, Job, JobStatus, User, db
 from models.base import utcnow
@@ -55,12 +55,24 @@ STEP_MESSAGES: dict[str, Any] = {
 }
 
 
+# Why the policy refused a collection (``Decision.reason``), in the policy's own words.
+REFUSAL_MESSAGES: dict[str, Any] = {
+    "revoked": _l("The enterprise has revoked this authorization."),
+    "expired": _l("The authorization has expired."),
+    "paused": _l("The enterprise has paused this authorization."),
+    "not_yet_valid": _l("The authorization is not valid yet."),
+    "no_grant": _l("The enterprise has not authorized this."),
+    "scope_not_granted": _l("This kind of data is not covered by the authorization."),
+    "outside_data_range": _l("This month is outside the authorized data range."),
+}
+
+
 def step_message(outcome: dict[str, Any]) -> str:
-    """A job step's outcome in words, in the current language."""
+    """A job step's outcome in words, in the current language (``outcome["message"]`` is
+    the same in the platform's default language, kept for readers without Babel)."""
     reason = str(outcome.get("reason", ""))
-    if outcome.get("status") == "refused":
-        return str(outcome.get("message", ""))  # the policy's own words (see _refused)
-    message = STEP_MESSAGES.get(reason)
+    table = REFUSAL_MESSAGES if outcome.get("status") == "refused" else STEP_MESSAGES
+    message = table.get(reason)
     return str(message) if message is not None else str(outcome.get("message", ""))
 
 
@@ -110,6 +122,13 @@ def _set_step(job: Job, scope: str, outcome: dict[str, Any]) -> None:
     job.steps_done = min(job.steps_total, job.steps_done + 1)
 
 
+def _decide_now(enterprise: Enterprise, scope: str) -> Decision:
+    """The policy's answer from the database as it is now: the job's session may hold
+    grants loaded before the enterprise revoked one in another session."""
+    db.session.expire_all()
+    return decide(None, Action.COLLECT, enterprise, scope)
+
+
 @jobs.job_body(JOB_KIND)
 def run_collection(job: Job) -> None:
     """The job body: fetch, check, store, report — one scope at a time, committing each."""
@@ -121,7 +140,7 @@ def run_collection(job: Job) -> None:
     scopes: list[str] = list(job.params.get("scopes") or grant.scope_list)
     failed: list[str] = []
     for index, scope in enumerate(scopes):
-        decision = decide(None, Action.COLLECT, enterprise, scope)
+        decision = _decide_now(enterprise, scope)
         if not decision.allowed:
             _stop(job, scopes[index:], decision.reason, decision.message)
             return
@@ -139,7 +158,7 @@ def run_collection(job: Job) -> None:
             _record_failure(job, enterprise, scope, error.reason.value, error.detail)
             continue
         # The fetch may have taken a while: the enterprise may have revoked meanwhile.
-        decision = decide(None, Action.COLLECT, enterprise, scope)
+        decision = _decide_now(enterprise, scope)
         if not decision.allowed:
             _stop(job, scopes[index:], decision.reason, decision.message)
             return
@@ -237,15 +256,16 @@ def _stop(job: Job, remaining: list[str], reason: str, message: Any) -> None:
         _l("Collection stopped: %(why)s", why=_in_default_locale(message))
     )
     job.finished_at = utcnow()
-    audit.record(
-        "collection.stopped",
-        actor=None,
-        enterprise_id=job.enterprise_id,
-        scope=",".join(remaining),
-        object_type="job",
-        object_id=job.id,
-        details={"reason": reason},
-    )
+    for scope in remaining:
+        audit.record(
+            "collection.stopped",
+            actor=None,
+            enterprise_id=job.enterprise_id,
+            scope=scope,
+            object_type="job",
+            object_id=job.id,
+            details={"reason": reason},
+        )
     db.session.commit()
 
 
