@@ -66,7 +66,7 @@ class Calibration:
     """Coefficients of the generator (calibrated so that, at n = 20,000 over several seeds,
     the default rate is 3–6 % and the oracle AUC 0.78–0.90; see ``bench/ml_synth.py``)."""
 
-    pd_intercept: float = -4.35
+    pd_intercept: float = -4.25
     pd_trend: float = 1.7  # per unit fall of log health (last 6 months vs a year earlier)
     pd_stress: float = 1.2  # per unit of softplus(mean stress over the last 12 months)
     pd_rating: float = 1.0  # times the rating offset (A -0.3, B 0, M 0.2, C 0.5, D 1.0)
@@ -470,7 +470,7 @@ def _rating(
             stress_y = -0.8 * w.quality
             late_y = np.zeros(n)
         score = -0.6 * w.quality + 0.5 * stress_y + 0.3 * late_y + rng.normal(0.0, 0.5, size=n)
-        rating = np.select([score < -0.75, score < 0.9, score < 1.7], ["A", "B", "C"], "D")
+        rating = np.select([score < -0.75, score < 1.1, score < 2.6], ["A", "B", "C"], "D")
         rating = np.where(founded_year == year, "M", rating)
         keep = founded_year <= year
         latest_rating = np.where(keep, rating, latest_rating)
