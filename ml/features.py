@@ -384,6 +384,11 @@ def _authorized(enterprises: pd.DataFrame) -> dict[str, BoolArray]:
     }
 
 
+def _as_date(as_of: dt.date) -> dt.date:
+    """Accept a ``datetime``/``pd.Timestamp`` as well as a ``date``."""
+    return as_of.date() if isinstance(as_of, dt.datetime) else as_of
+
+
 def _enterprise_index(enterprises: pd.DataFrame) -> pd.Index:
     index = pd.Index(enterprises["uscc"].astype(str), name="uscc")
     if index.has_duplicates:
@@ -622,6 +627,7 @@ def build_features(tables: Mapping[str, pd.DataFrame], as_of: dt.date) -> pd.Dat
     or malformed months.
     """
     schema.check_tables(tables)
+    as_of = _as_date(as_of)
     enterprises = tables[schema.ENTERPRISES]
     idx = _enterprise_index(enterprises)
     ref = as_of.year * 12 + as_of.month - 1
@@ -656,6 +662,7 @@ def coverage(tables: Mapping[str, pd.DataFrame], as_of: dt.date) -> pd.DataFrame
     order, scopes in :data:`ml.schema.SCOPES` order.
     """
     schema.check_tables(tables)
+    as_of = _as_date(as_of)
     enterprises = tables[schema.ENTERPRISES]
     idx = _enterprise_index(enterprises)
     n = len(idx)

@@ -156,6 +156,8 @@ def tables() -> dict[str, pd.DataFrame]:
 
 def test_columns_follow_feature_specs(tables: dict[str, pd.DataFrame]) -> None:
     frame = build_features(tables, AS_OF)
+    at_noon = build_features(tables, pd.Timestamp("2024-12-31 12:00"))
+    pd.testing.assert_frame_equal(frame, at_noon)
     assert list(frame.columns) == FEATURE_NAMES
     assert list(frame.index) == [A, B]
     assert frame.index.name == "uscc"
@@ -326,3 +328,33 @@ def test_year_on_year_compares_the_same_calendar_months(tables: dict[str, pd.Dat
     row = build_features({**tables, "utilities": util}, AS_OF).loc[A]
     # December is not delivered yet this year, so last December (200) is left out too
     assert row["elec_yoy_change_3m"] == pytest.approx(math.log1p(80) - math.log1p(100))
+
+
+def test_database_shaped_values_give_the_same_features() -> None:
+    """The portal reads records from the database: Decimal money, date objects, booleans."""
+    from decimal import Decimal
+
+    tables = synth.generate(150, seed=8)
+    tables.pop("truth")
+    money = {c for columns in schema.MONEY_COLUMNS.values() for c in columns} | {"consumption"}
+    dates = {"founded_on", "decided_on", "publication_ends_on", "repaired_on"}
+    converted = {}
+    for name, frame in tables.items():
+        frame = frame.astype(
+            {c: str for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+        ).astype(object)
+        for column in frame.columns:
+            if column in money:
+                frame[column] = [Decimal(f"{v:.2f}") for v in frame[column]]
+            elif column in dates:
+                frame[column] = [
+                    dt.date.fromisoformat(v) if isinstance(v, str) and v else None
+                    for v in frame[column]
+                ]
+        if "late_filing" in frame:
+            frame["late_filing"] = frame["late_filing"].astype(bool)
+        converted[name] = frame
+    pd.testing.assert_frame_equal(
+        build_features(converted, synth.DEFAULT_AS_OF),
+        build_features(tables, synth.DEFAULT_AS_OF),
+    )
