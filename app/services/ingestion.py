@@ -137,6 +137,15 @@ Parser = Callable[[str], str | None]
 
 
 def _money(value: str) -> str:
+    # Fast paths for the common shapes ("1200", "1200.5", "1200.50"); the regex decides the rest.
+    if value.isascii():
+        whole, dot, cents = value.partition(".")
+        if (
+            whole.isdigit()
+            and len(whole) <= 16
+            and (not dot or (cents.isdigit() and 1 <= len(cents) <= 2))
+        ):
+            return f"{whole.lstrip('0') or '0'}.{cents.ljust(2, '0')}"
     match = _MONEY.fullmatch(value)
     if match is None:
         if value.startswith("-") and _MONEY.fullmatch(value[1:]):
@@ -212,6 +221,12 @@ class _Clock:
             raise _Bad("future_period", f"{value} is in the future.")
         return value
 
+    def past_date(self, value: str) -> str:
+        return self.date(value, past=True)
+
+    def any_date(self, value: str) -> str:
+        return self.date(value, past=False)
+
     def date(self, value: str, *, past: bool) -> str:
         try:
             if _DATE.fullmatch(value) is None:
@@ -227,14 +242,15 @@ class _Clock:
 @dataclass(frozen=True)
 class _Column:
     name: str
-    parse: Callable[[_Clock, str], str | None]
+    # Given the batch's clock, the parser of this column's text (raises _Bad).
+    bind: Callable[[_Clock], Parser]
     optional: bool = False
     # Converts the canonical text to the value SQLite's executemany binds.
     to_python: Callable[[str], Any] = str
 
 
-def _plain(parse: Parser) -> Callable[[_Clock, str], str | None]:
-    return lambda _clock, value: parse(value)
+def _plain(parse: Parser) -> Callable[[_Clock], Parser]:
+    return lambda _clock: parse
 
 
 def _col_money(name: str) -> _Column:
@@ -245,11 +261,11 @@ def _col_int(name: str) -> _Column:
     return _Column(name, _plain(_integer), to_python=int)
 
 
-_MONTH_COL = _Column("month", lambda clock, v: clock.month(v))
+_MONTH_COL = _Column("month", lambda clock: clock.month)
 
 COLUMNS: dict[str, tuple[_Column, ...]] = {
     schema.TAX: (
-        _Column("period", lambda clock, v: clock.month(v)),
+        _Column("period", lambda clock: clock.month),
         _Column("tax_type", _plain(_one_of(schema.TAX_TYPES))),
         _col_money("amount_paid"),
         _col_money("declared_sales"),
@@ -257,7 +273,7 @@ COLUMNS: dict[str, tuple[_Column, ...]] = {
         _col_money("arrears"),
     ),
     schema.TAX_CREDIT_RATING: (
-        _Column("year", lambda clock, v: clock.year(v), to_python=int),
+        _Column("year", lambda clock: clock.year, to_python=int),
         _Column("rating", _plain(_one_of(schema.TAX_RATINGS))),
     ),
     schema.SOCIAL_INSURANCE: (
@@ -285,18 +301,16 @@ COLUMNS: dict[str, tuple[_Column, ...]] = {
         _Column("record_id", _plain(_identifier)),
         _Column("record_type", _plain(_one_of(schema.PUBLIC_RECORD_TYPES))),
         _Column("severity", _plain(_one_of(schema.SEVERITIES))),
-        _Column(
-            "decided_on", lambda clock, v: clock.date(v, past=True), to_python=dt.date.fromisoformat
-        ),
+        _Column("decided_on", lambda clock: clock.past_date, to_python=dt.date.fromisoformat),
         _Column(
             "publication_ends_on",
-            lambda clock, v: clock.date(v, past=False),
+            lambda clock: clock.any_date,
             optional=True,
             to_python=dt.date.fromisoformat,
         ),
         _Column(
             "repaired_on",
-            lambda clock, v: clock.date(v, past=True),
+            lambda clock: clock.past_date,
             optional=True,
             to_python=dt.date.fromisoformat,
         ),
@@ -339,13 +353,13 @@ class _Counts:
     refused: int = 0  # rejected for want of a grant (per enterprise, for its audit trail)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     line: int
     uscc: str
     values: tuple[str | None, ...]  # canonical text of the data columns
     content_hash: str
-    raw: dict[str, Any]
+    key: tuple[str, ...]  # the natural key (ml.schema.KEY_COLUMNS)
 
 
 @dataclass
@@ -405,6 +419,14 @@ class _Ingestion:
         self.per_enterprise: dict[int, _Counts] = {}
         self.postgres = db.session.get_bind().dialect.name == "postgresql"
         self.rejected_rows = 0
+        self.rejections: list[_Rejection] = []
+        self.required = required_columns(source)
+        self.parsers = [(c.name, c.bind(self.clock), c.optional) for c in self.columns]
+        self.has_optional = any(c.optional for c in self.columns)
+        self.key_pair = len(self.key_index) == 1
+        if len(self.key_index) > 2:
+            raise RuntimeError(f"unexpected natural key {self.key_columns}")
+        self.digest = hashlib.sha256(source.encode())
 
     # Validation ---------------------------------------------------------------------
 
@@ -420,48 +442,56 @@ class _Ingestion:
             raise cached
         return cached
 
-    def validate(self, line: int, row: Mapping[str, Any]) -> _Row | list[_Rejection]:
-        errors: list[_Rejection] = []
-        uscc = ""
-        raw_uscc = _text(row.get("uscc"))
+    def validate(self, line: int, texts: list[str], row: Mapping[str, Any]) -> _Row | None:
+        """Check one row whose stripped texts (``uscc`` first, then the data columns) are
+        ``texts``; on any bad field record every problem of the row and return None."""
+        errors: list[tuple[str, str, str]] | None = None
+        uscc = texts[0]
         try:
-            if not raw_uscc:
-                raise _Bad("required", "uscc: a value is required.")
-            uscc = self._uscc(raw_uscc)
+            if not uscc:
+                raise _Bad("required", "A value is required.")
+            uscc = self._uscc(uscc)
         except _Bad as bad:
-            errors.append(_Rejection(line, "uscc", bad.code, bad.message, {}))
+            errors = [("uscc", bad.code, bad.message)]
         values: list[str | None] = []
-        clock = self.clock
-        for column in self.columns:
-            value = _text(row.get(column.name))
-            if not value:
-                if column.optional:
-                    values.append(None)
+        for (name, parse, optional), value in zip(self.parsers, texts[1:], strict=True):
+            if value:
+                try:
+                    values.append(parse(value))
                     continue
-                errors.append(_Rejection(line, column.name, "required", "A value is required.", {}))
+                except _Bad as bad:
+                    problem = (name, bad.code, bad.message)
+            elif optional:
                 values.append(None)
                 continue
-            try:
-                values.append(column.parse(clock, value))
-            except _Bad as bad:
-                errors.append(_Rejection(line, column.name, bad.code, bad.message, {}))
-                values.append(None)
-        if not errors and self.source == schema.PUBLIC_CREDIT:
+            else:
+                problem = (name, "required", "A value is required.")
+            values.append(None)
+            errors = [problem] if errors is None else [*errors, problem]
+        if errors is None and self.source == schema.PUBLIC_CREDIT:
             decided = values[3]
             for index, name in ((4, "publication_ends_on"), (5, "repaired_on")):
                 other = values[index]
                 if other is not None and decided is not None and other < decided:
-                    errors.append(
-                        _Rejection(line, name, "date_order", f"{other} is before {decided}.", {})
-                    )
-        if errors:
+                    problem = (name, "date_order", f"{other} is before {decided}.")
+                    errors = [problem] if errors is None else [*errors, problem]
+        if errors is not None:
             raw = _raw(row)
-            for error in errors:
-                error.raw = raw
-            return errors
-        canonical = "\x1f".join([uscc, *(v or "" for v in values)])
-        digest = hashlib.sha256(canonical.encode()).hexdigest()
-        return _Row(line, uscc, tuple(values), digest, {})
+            self.rejections.extend(
+                _Rejection(line, name, code, message, raw) for name, code, message in errors
+            )
+            self.rejected_rows += 1
+            return None
+        if self.has_optional:
+            canonical = "\x1f".join([uscc, *(v or "" for v in values)])
+        else:
+            canonical = uscc + "\x1f" + "\x1f".join(cast(list[str], values))
+        key = (
+            (uscc, values[self.key_index[0]] or "")
+            if self.key_pair
+            else self.full_key(uscc, values)
+        )
+        return _Row(line, uscc, tuple(values), hashlib.sha256(canonical.encode()).hexdigest(), key)
 
     # Authorization ------------------------------------------------------------------
 
@@ -483,6 +513,10 @@ class _Ingestion:
                 )
                 for uscc in part:
                     self.windows[uscc] = windows.get(uscc)
+
+    def full_key(self, uscc: str, values: list[str | None]) -> tuple[str, ...]:
+        first, second = self.key_index  # natural keys have at most two columns after uscc
+        return (uscc, values[first] or "", values[second] or "")
 
     def _grant_problem(self, row: _Row) -> tuple[str, str] | None:
         if self.scope is None:
@@ -513,9 +547,6 @@ class _Ingestion:
 
     # Versions -----------------------------------------------------------------------
 
-    def _key(self, row: _Row) -> tuple[str, ...]:
-        return (row.uscc, *(row.values[i] or "" for i in self.key_index))
-
     def _load_latest(self, usccs: set[str]) -> None:
         table = self.model.__table__
         key_cols = [table.c[k] for k in self.key_columns]
@@ -540,18 +571,20 @@ class _Ingestion:
     def process(self, first_line: int, chunk: list[Mapping[str, Any]]) -> None:
         valid: list[_Row] = []
         rejections: list[_Rejection] = []
-        for offset, mapping in enumerate(chunk):
-            result = self.validate(first_line + offset, mapping)
-            if isinstance(result, list):
-                rejections.extend(result)
-                self.rejected_rows += 1
-            else:
+        self.rejections = rejections
+        names, digest, validate = self.required, self.digest, self.validate
+        for line, mapping in enumerate(chunk, first_line):
+            texts = [v.strip() if type(v) is str else _text(v) for v in map(mapping.get, names)]
+            digest.update(("\x1e" + "\x1f".join(texts)).encode())
+            result = validate(line, texts, mapping)
+            if result is not None:
                 valid.append(result)
         self._lookup({row.uscc for row in valid})
 
-        authorized: list[_Row] = []
+        authorized: list[tuple[_Row, int]] = []
+        enterprise_ids = self.enterprise_ids
         for row in valid:
-            enterprise_id = self.enterprise_ids.get(row.uscc)
+            enterprise_id = enterprise_ids.get(row.uscc)
             if enterprise_id is None:
                 rejections.append(
                     _Rejection(
@@ -571,21 +604,20 @@ class _Ingestion:
                 self.rejected_rows += 1
                 self._counts(enterprise_id).refused += 1
                 continue
-            authorized.append(row)
+            authorized.append((row, enterprise_id))
 
-        self._load_latest({row.uscc for row in authorized if self._key(row) not in self.latest})
+        latest = self.latest
+        self._load_latest({row.uscc for row, _ in authorized if row.key not in latest})
         to_store: list[tuple[_Row, int, int]] = []
-        for row in authorized:
-            enterprise_id = self.enterprise_ids[row.uscc]
-            assert enterprise_id is not None  # noqa: S101  (authorized rows are registered)
-            counts = self._counts(enterprise_id)
-            key = self._key(row)
-            previous = self.latest.get(key)
+        per_enterprise = self.per_enterprise
+        for row, enterprise_id in authorized:
+            counts = per_enterprise.get(enterprise_id) or self._counts(enterprise_id)
+            previous = latest.get(row.key)
             if previous is not None and previous[1] == row.content_hash:
                 counts.duplicates += 1
                 continue
             version = 1 if previous is None else previous[0] + 1
-            self.latest[key] = (version, row.content_hash)
+            latest[row.key] = (version, row.content_hash)
             if version == 1:
                 counts.accepted += 1
             else:
@@ -687,16 +719,9 @@ def _copy(table: str, columns: list[str], lines: list[str]) -> None:
 def _batch_hash(source: str, rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...]) -> str:
     digest = hashlib.sha256(source.encode())
     for row in rows:
-        digest.update(("\x1e" + "\x1f".join(_text(row.get(c)) for c in columns)).encode())
+        texts = [v.strip() if type(v) is str else _text(v) for v in map(row.get, columns)]
+        digest.update(("\x1e" + "\x1f".join(texts)).encode())
     return digest.hexdigest()
-
-
-def _hashing(
-    rows: Iterable[Mapping[str, Any]], digest: Any, columns: tuple[str, ...]
-) -> Iterator[Mapping[str, Any]]:
-    for row in rows:
-        digest.update(("\x1e" + "\x1f".join(_text(row.get(c)) for c in columns)).encode())
-        yield row
 
 
 def find_batch(provider: str, idempotency_key: str) -> IngestionBatch | None:
@@ -782,15 +807,14 @@ def ingest_rows(
         _lock_source(source)
 
     work = _Ingestion(source, batch, provider, now)
-    digest = hashlib.sha256(source.encode())
     line = first_line
     total = 0
-    for chunk in _chunks(_hashing(all_rows(), digest, columns), CHUNK_ROWS):
+    for chunk in _chunks(all_rows(), CHUNK_ROWS):
         work.process(line, chunk)
         line += len(chunk)
         total += len(chunk)
 
-    batch.content_hash = digest.hexdigest()
+    batch.content_hash = work.digest.hexdigest()
     batch.rows_total = total
     batch.accepted = sum(c.accepted for c in work.per_enterprise.values())
     batch.corrected = sum(c.corrected for c in work.per_enterprise.values())

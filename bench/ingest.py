@@ -1,0 +1,257 @@
+"""Ingestion throughput on PostgreSQL: the real ``ingest_rows`` path versus a raw COPY.
+
+Builds its own schema (through the migrations) in the PostgreSQL database named by
+``BENCH_DATABASE_URL`` (else ``TEST_DATABASE_URL``, else the local test database), with
+``rows / 48`` enterprises, each with a live collection grant for tax, and tax rows for two
+tax types over the last 24 months. Then, in the same run:
+
+* ``ingest_rows_per_s``: ``app.services.ingestion.ingest_rows`` end to end (validation,
+  grant check, version lookup, COPY, rejected rows, audit events, commit) into ``tax``;
+* ``ingest_duplicates_rows_per_s``: the same rows again under a new idempotency key (every
+  row a duplicate: the version lookup path, nothing written);
+* baseline for both: psycopg ``COPY`` of the same rows, already typed, into a scratch table
+  shaped like ``tax`` (same columns, constraints and indexes, no foreign keys).
+
+Prints JSON lines ``{"name","value","unit","baseline","ratio","n"}``; drops its schema at the end.
+Usage: ``python bench/ingest.py [--rows 200000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import secrets
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import flask_migrate
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app import create_app
+from app.extensions import db
+from app.services import accounts, ingestion
+from models import OrgKind, Role
+from models.codes import uscc_check_digit
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+MONTHS = 24
+TAX_TYPES = ("VAT", "CIT")
+
+
+def emit(name: str, value: float, baseline: float, n: int, **extra: Any) -> None:
+    print(
+        json.dumps(
+            {
+                "name": name,
+                "value": round(value, 1),
+                "unit": "rows/s",
+                "baseline": round(baseline, 1),
+                "ratio": round(value / baseline, 4),
+                "n": n,
+                **extra,
+            }
+        ),
+        flush=True,
+    )
+
+
+def bench_uscc(index: int) -> str:
+    body = f"91350100{index:09d}"
+    return body + uscc_check_digit(body)
+
+
+def months_back(today: dt.date, count: int) -> list[str]:
+    index = today.year * 12 + today.month - 1
+    return [f"{(index - k) // 12}-{(index - k) % 12 + 1:02d}" for k in range(count, 0, -1)]
+
+
+def setup(n_enterprises: int, now: dt.datetime) -> dict[str, int]:
+    """Enterprises (one organization each) and a collection grant for tax each, in bulk."""
+    office = accounts.create_organization(None, OrgKind.OFFICE, "bench office")
+    user, _ = accounts.create_user(
+        None, office, "bench@example.com", "bench", Role.ADMIN, secrets.token_hex(16)
+    )
+    db.session.flush()
+    conn = db.session.connection()
+    conn.execute(
+        sa.text(
+            "INSERT INTO organization (kind, name, is_active, created_at) "
+            "SELECT 'enterprise', 'bench enterprise ' || g, true, :now "
+            "FROM generate_series(1, :n) AS g"
+        ),
+        {"n": n_enterprises, "now": now},
+    )
+    org_ids = [
+        r[0]
+        for r in conn.execute(
+            sa.text(
+                "SELECT id FROM organization WHERE kind = 'enterprise' AND name LIKE 'bench %' "
+                "ORDER BY id"
+            )
+        )
+    ]
+    usccs = [bench_uscc(i) for i in range(n_enterprises)]
+    conn.execute(
+        sa.text(
+            "INSERT INTO enterprise (organization_id, uscc, name, legal_representative, "
+            "founded_on, region_code, industry_code, employees, annual_revenue, size_class, "
+            "created_at) VALUES (:org, :uscc, :name, '林测试', '2015-01-01', '350102', 'C13', "
+            "20, 3000000, 'small', :now)"
+        ),
+        [
+            {"org": org, "uscc": uscc, "name": f"bench {uscc}", "now": now}
+            for org, uscc in zip(org_ids, usccs, strict=True)
+        ],
+    )
+    ids = dict(conn.execute(sa.text("SELECT uscc, id FROM enterprise")).all())
+    index = now.year * 12 + now.month - 1 - MONTHS
+    data_from = dt.date(index // 12, index % 12 + 1, 1)
+    conn.execute(
+        sa.text(
+            "INSERT INTO authorization_grant (public_id, enterprise_id, kind, all_banks, scopes, "
+            "include_records, purpose, data_from, data_to, data_life_days, fetch_frequency, "
+            "valid_from, valid_until, consent_text_version, consent_text_hash, "
+            "granted_by_user_id, granted_at, use_count) "
+            "SELECT gen_random_uuid()::text, id, 'collection', false, 'tax', false, 'financing', "
+            ":data_from, :data_to, 365, 'monthly', :valid_from, :valid_until, 'bench', "
+            "repeat('0', 64), :user_id, :valid_from, 0 FROM enterprise"
+        ),
+        {
+            "data_from": data_from,
+            "data_to": dt.date(now.year + 1, now.month, 1),
+            "valid_from": now - dt.timedelta(days=1),
+            "valid_until": now + dt.timedelta(days=300),
+            "user_id": user.id,
+        },
+    )
+    db.session.commit()
+    return {str(k): int(v) for k, v in ids.items()}
+
+
+def make_rows(n_rows: int, usccs: list[str], today: dt.date) -> list[dict[str, str]]:
+    periods = months_back(today, MONTHS)
+    rows: list[dict[str, str]] = []
+    for uscc in usccs:
+        for period in periods:
+            for tax_type in TAX_TYPES:
+                k = len(rows)
+                rows.append(
+                    {
+                        "uscc": uscc,
+                        "period": period,
+                        "tax_type": tax_type,
+                        "amount_paid": f"{1000 + k % 9000}.{k % 100:02d}",
+                        "declared_sales": f"{50000 + k % 70000}",
+                        "late_filing": "1" if k % 17 == 0 else "0",
+                        "arrears": "0" if k % 11 else f"{k % 500}.50",
+                    }
+                )
+                if len(rows) == n_rows:
+                    return rows
+    return rows
+
+
+def baseline_copy(rows: list[dict[str, str]], ids: dict[str, int], now: dt.datetime) -> float:
+    """Seconds for a raw COPY of the same rows into a scratch copy of the tax table."""
+    from decimal import Decimal
+
+    conn = db.session.connection()
+    conn.execute(sa.text("DROP TABLE IF EXISTS bench_copy"))
+    conn.execute(sa.text("CREATE TABLE bench_copy (LIKE tax INCLUDING ALL)"))
+    db.session.commit()
+    raw = db.session.connection().connection.driver_connection
+    assert raw is not None
+    columns = (
+        "uscc, period, tax_type, amount_paid, declared_sales, late_filing, arrears, "
+        "enterprise_id, provider, batch_id, version, content_hash, received_at"
+    )
+    start = time.perf_counter()
+    with raw.cursor() as cursor, cursor.copy(f"COPY bench_copy ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(
+                (
+                    row["uscc"],
+                    row["period"],
+                    row["tax_type"],
+                    Decimal(row["amount_paid"]),
+                    Decimal(row["declared_sales"]),
+                    row["late_filing"] == "1",
+                    Decimal(row["arrears"]),
+                    ids[row["uscc"]],
+                    "bench",
+                    0,
+                    1,
+                    "",
+                    now,
+                )
+            )
+    db.session.commit()
+    seconds = time.perf_counter() - start
+    db.session.execute(sa.text("DROP TABLE bench_copy"))
+    db.session.commit()
+    return seconds
+
+
+def timed_ingest(rows: list[dict[str, str]], now: dt.datetime) -> tuple[float, Any]:
+    start = time.perf_counter()
+    batch = ingestion.ingest_rows(
+        "tax", rows, provider="bench-tax", idempotency_key=uuid.uuid4().hex, actor=None, now=now
+    )
+    counts = (batch.accepted, batch.duplicates, batch.corrected, batch.rejected)
+    db.session.commit()
+    return time.perf_counter() - start, counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    args = parser.parse_args()
+    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or DEFAULT_URL
+    schema = f"xyd_bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        app = create_app(
+            {
+                "XINYIDAI_ENV": "testing",
+                "SECRET_KEY": secrets.token_hex(32),
+                "SQLALCHEMY_DATABASE_URI": url,
+                "SQLALCHEMY_ENGINE_OPTIONS": {
+                    "connect_args": {"options": f"-csearch_path={schema}"}
+                },
+            }
+        )
+        with app.app_context():
+            flask_migrate.upgrade()
+            now = dt.datetime.now(dt.UTC)
+            today = now.astimezone(ingestion.CHINA).date()
+            n_enterprises = -(-args.rows // (MONTHS * len(TAX_TYPES)))
+            ids = setup(n_enterprises, now)
+            rows = make_rows(args.rows, sorted(ids), today)
+            base = baseline_copy(rows, ids, now)
+            seconds, counts = timed_ingest(rows, now)
+            assert counts == (len(rows), 0, 0, 0), counts
+            emit("ingest_rows_per_s", len(rows) / seconds, len(rows) / base, len(rows),
+                 seconds=round(seconds, 2), baseline_seconds=round(base, 2))  # fmt: skip
+            seconds, counts = timed_ingest(rows, now)
+            assert counts == (0, len(rows), 0, 0), counts
+            emit("ingest_duplicates_rows_per_s", len(rows) / seconds, len(rows) / base,
+                 len(rows), seconds=round(seconds, 2))  # fmt: skip
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
