@@ -1,0 +1,425 @@
+"""Credit profiles: records → ``ml.features`` → the approved model → an immutable snapshot.
+
+A computation reads, for each enterprise, the latest version of every source record (the
+tables of ``models.records``, in the shape of ``ml.schema``), keeps only the scopes the
+enterprise currently authorizes for collection (an active or paused collection grant; a
+revoked or expired one means those records are no longer used), builds the features as of the
+computation date, and asks the approved model (:func:`app.services.model_registry.
+approved_model`) for PD, score, grade, reasons and the counterfactual. It always adds a new
+:class:`models.CreditProfile`; earlier snapshots are never changed (they are the trend).
+
+Without an approved model the snapshot still holds features, coverage, the public-credit class
+and the matching facts, but no PD, score or grade.
+
+Recompute hooks
+---------------
+* on demand: the enterprise's profile page (POST) calls :func:`compute_profile`;
+* after records change: ingestion and collection call :func:`records_changed` with the
+  enterprise ids whose records they added (after their own flush, before their commit); it
+  enqueues one ``profiles.recompute`` job that runs once the caller commits;
+* after a model version is approved: :func:`app.services.model_registry.approve` calls
+  :func:`enqueue_recompute` for every enterprise.
+
+Functions flush; the caller commits (the job body commits per chunk).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from app.jobs import enqueue, job_body
+from app.services import model_registry, public_credit
+from app.services.model_registry import ServingModel
+from ml import schema
+from ml.features import FEATURE_NAMES, build_features, coverage
+from models import (
+    Authorization,
+    AuthorizationKind,
+    AuthorizationStatus,
+    CreditProfile,
+    Enterprise,
+    Job,
+    db,
+)
+from models.base import utcnow
+from models.records import RECORD_MODELS
+
+CHUNK = 2000
+"""Enterprises per batch in :func:`compute_all` (bounds memory; one commit per chunk in jobs)."""
+RECOMPUTE_JOB = "profiles.recompute"
+_LIVE = (AuthorizationStatus.ACTIVE, AuthorizationStatus.PAUSED)
+
+
+# ---------------------------------------------------------------------------------------------
+# Records → ml.schema tables
+# ---------------------------------------------------------------------------------------------
+def _authorized_scopes(enterprise_ids: Sequence[int], now: dt.datetime) -> dict[int, str]:
+    grants = db.session.scalars(
+        sa.select(Authorization).where(
+            Authorization.enterprise_id.in_(enterprise_ids),
+            Authorization.kind == AuthorizationKind.COLLECTION,
+            Authorization.revoked_at.is_(None),
+        )
+    ).all()
+    scopes: dict[int, set[str]] = {}
+    for grant in grants:
+        if grant.status_at(now) in _LIVE:
+            scopes.setdefault(grant.enterprise_id, set()).update(grant.scope_list)
+    return {eid: ";".join(s for s in schema.SCOPES if s in found) for eid, found in scopes.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def load_tables(
+    enterprises: Sequence[Enterprise], now: dt.datetime
+) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """The ``ml.schema`` tables of ``enterprises`` (latest record versions only) and the map
+    uscc → enterprise id."""
+    ids = [e.id for e in enterprises]
+    scopes = _authorized_scopes(ids, now)
+    tables: dict[str, pd.DataFrame] = {
+        schema.ENTERPRISES: pd.DataFrame(
+            {
+                "uscc": [e.uscc for e in enterprises],
+                "name": [e.name for e in enterprises],
+                "region_code": [e.region_code for e in enterprises],
+                "industry_code": [e.industry_code for e in enterprises],
+                "founded_on": [e.founded_on.isoformat() for e in enterprises],
+                "size_class": [e.size_class.value for e in enterprises],
+                "employees": [e.employees for e in enterprises],
+                "annual_revenue": [float(e.annual_revenue) for e in enterprises],
+                "authorized_scopes": [scopes.get(e.id, "") for e in enterprises],
+            }
+        )
+    }
+    for table, model in RECORD_MODELS.items():
+        columns = schema.TABLE_COLUMNS[table]
+        rows = db.session.execute(
+            sa.select(*(getattr(model, c) for c in columns)).where(model.enterprise_id.in_(ids))
+        ).all()
+        frame = pd.DataFrame([[_plain(v) for v in row] for row in rows], columns=list(columns))
+        if len(frame):
+            frame = frame.sort_values("version", kind="stable").drop_duplicates(
+                list(schema.KEY_COLUMNS[table]), keep="last"
+            )
+            frame["batch_id"] = frame["batch_id"].astype(str)
+        tables[table] = frame.reset_index(drop=True)
+    return tables, {e.uscc: e.id for e in enterprises}
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching facts
+# ---------------------------------------------------------------------------------------------
+def _month_number(values: pd.Series) -> np.ndarray:
+    text = values.astype(str)
+    return (text.str[0:4].astype(int) * 12 + text.str[5:7].astype(int) - 1).to_numpy()
+
+
+def _streak(frame: pd.DataFrame, good: pd.Series) -> pd.Series:
+    """Per uscc: consecutive months with ``good`` counted back from its latest month."""
+    if frame.empty:
+        return pd.Series(dtype=np.int64)
+    months = pd.DataFrame({"uscc": frame["uscc"], "m": frame["_m"], "good": good.to_numpy()})
+    per_month = months.groupby(["uscc", "m"], sort=True)["good"].all().reset_index()
+    per_month = per_month.sort_values(["uscc", "m"], ascending=[True, False], kind="stable")
+    back = per_month.groupby("uscc")["m"].transform("max") - per_month["m"]
+    # a streak stops at the first bad month or the first month without a record
+    leading = (back == per_month.groupby("uscc").cumcount()) & per_month["good"]
+    run = leading.astype(np.int64).groupby(per_month["uscc"]).cumprod()
+    return run.groupby(per_month["uscc"]).sum()
+
+
+def matching_facts(tables: Mapping[str, pd.DataFrame], usccs: Sequence[str]) -> pd.DataFrame:
+    """``annual_sales`` (VAT declared sales over the last 12 months of tax data, CNY),
+    ``tax_months`` (continuous months filed without arrears up to the latest tax month) and
+    ``social_months`` (continuous months paid in full up to the latest month) per uscc; NaN
+    where the enterprise has no such data or does not authorize the scope."""
+    index = pd.Index(list(usccs), name="uscc")
+    out = pd.DataFrame(index=index, columns=["annual_sales", "tax_months", "social_months"])
+    ent = tables[schema.ENTERPRISES].set_index("uscc")["authorized_scopes"].reindex(index)
+    scopes = ent.fillna("").astype(str).str.split(";")
+    tax = tables.get(schema.TAX, pd.DataFrame())
+    if len(tax):
+        tax = tax.assign(_m=_month_number(tax["period"]))
+        vat = tax[tax["tax_type"] == "VAT"]
+        if len(vat):
+            latest = vat.groupby("uscc")["_m"].transform("max")
+            recent = vat[vat["_m"] > latest - 12]
+            out["annual_sales"] = recent.groupby("uscc")["declared_sales"].sum().reindex(index)
+        out["tax_months"] = _streak(tax, tax["arrears"].astype(float) <= 0).reindex(index)
+    si = tables.get(schema.SOCIAL_INSURANCE, pd.DataFrame())
+    if len(si):
+        si = si.assign(_m=_month_number(si["month"]))
+        paid = (si["arrears"].astype(float) <= 0) & (
+            si["amount_paid"].astype(float) >= si["amount_due"].astype(float)
+        )
+        out["social_months"] = _streak(si, paid).reindex(index)
+    tax_ok = scopes.map(lambda s: "tax" in s).to_numpy(bool)
+    si_ok = scopes.map(lambda s: "social_insurance" in s).to_numpy(bool)
+    out.loc[~tax_ok, ["annual_sales", "tax_months"]] = np.nan
+    out.loc[~si_ok, "social_months"] = np.nan
+    return out.astype(float)
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshot assembly
+# ---------------------------------------------------------------------------------------------
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf → None, numpy scalars → Python (PostgreSQL JSON refuses NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _opt_int(value: float) -> int | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+
+
+def _coverage_lists(cov: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    keep = ["scope", "authorized", "months_covered", "first_month", "last_month", "lag_months"]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for record in cov[["uscc", *keep]].to_dict("records"):
+        out.setdefault(str(record.pop("uscc")), []).append(_clean(record))
+    return out
+
+
+def _content_hash(values: Mapping[str, Any]) -> str:
+    canonical = json.dumps(_clean(dict(values)), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _snapshot(
+    enterprise_id: int,
+    uscc: str,
+    now: dt.datetime,
+    trigger: str,
+    serving: ServingModel | None,
+    decision: Mapping[str, Any] | None,
+    features: Mapping[str, float],
+    cov: list[dict[str, Any]],
+    pc: Mapping[str, Any],
+    facts: Mapping[str, float],
+) -> dict[str, Any]:
+    grade = decision["grade"] if decision else None
+    values: dict[str, Any] = {
+        "enterprise_id": enterprise_id,
+        "computed_at": now,
+        "as_of": now.date(),
+        "trigger": trigger,
+        "model_version_id": serving.version_id if serving else None,
+        "pd": Decimal(f"{decision['pd']:.10f}") if decision else None,
+        "score": Decimal(f"{decision['score']:.2f}") if decision else None,
+        "grade": grade,
+        "grade_rank": serving.model.grades.grades.index(grade) if serving and grade else None,
+        "reasons": _clean(decision["reasons"]) if decision else [],
+        "counterfactual": _clean(decision["counterfactual"]) if decision else None,
+        "features": _clean({k: float(v) for k, v in features.items()}),
+        "coverage": cov,
+        "public_credit_class": str(pc["public_credit_class"]),
+        "public_credit_reasons": _clean(list(pc["reasons"])),
+        "knockouts": list(pc["knockouts"]),
+        "annual_sales": None
+        if math.isnan(facts["annual_sales"])
+        else Decimal(f"{facts['annual_sales']:.2f}"),
+        "tax_months": _opt_int(facts["tax_months"]),
+        "social_months": _opt_int(facts["social_months"]),
+    }
+    values["content_hash"] = _content_hash(
+        {
+            "uscc": uscc,
+            "model": serving.content_hash if serving else None,
+            **{k: v for k, v in values.items() if k not in {"enterprise_id"}},
+        }
+    )
+    return values
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _compute(
+    enterprises: Sequence[Enterprise],
+    now: dt.datetime,
+    trigger: str,
+    serving: ServingModel | None,
+    *,
+    single: bool,
+) -> list[dict[str, Any]]:
+    tables, _ids = load_tables(enterprises, now)
+    as_of = now.date()
+    usccs = [e.uscc for e in enterprises]
+    X = build_features(tables, as_of)
+    cov = _coverage_lists(coverage(tables, as_of))
+    pcs = public_credit.classify(tables[schema.PUBLIC_CREDIT], usccs, as_of)
+    facts = matching_facts(tables, usccs)
+    decisions: list[dict[str, Any] | None] = [None] * len(enterprises)
+    if serving is not None:
+        model = serving.model
+        rows = [
+            {k: v for k, v in zip(FEATURE_NAMES, values, strict=True) if not math.isnan(v)}
+            for values in X.to_numpy(dtype=np.float64).tolist()
+        ]
+        if single:
+            decisions = [model.decide(rows[0]).to_dict()]
+        else:
+            predicted = model.predict(X)
+            reasons = model.explain(X)
+            for i, row in enumerate(rows):
+                cf = model.decide(row).counterfactual
+                decisions[i] = {
+                    "pd": float(predicted["pd"].iloc[i]),
+                    "score": float(predicted["score"].iloc[i]),
+                    "grade": str(predicted["grade"].iloc[i]),
+                    "reasons": [r.to_dict() for r in reasons[i]],
+                    "counterfactual": cf.to_dict() if cf else None,
+                }
+    features = X.to_dict("index")
+    pc_rows = pcs.to_dict("index")
+    fact_rows = facts.to_dict("index")
+    return [
+        _snapshot(
+            e.id,
+            e.uscc,
+            now,
+            trigger,
+            serving,
+            decisions[i],
+            features[e.uscc],
+            cov.get(e.uscc, []),
+            pc_rows[e.uscc],
+            fact_rows[e.uscc],
+        )
+        for i, e in enumerate(enterprises)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+def compute_profile(
+    enterprise: Enterprise, *, now: dt.datetime | None = None, trigger: str = "on_demand"
+) -> CreditProfile:
+    """Compute and add one snapshot for ``enterprise`` (flushed). Scores with
+    ``RiskModel.decide`` (the single-row path). Raises
+    :class:`app.services.model_registry.RegistryError` if the approved artifact is unusable."""
+    now = now or utcnow()
+    serving = model_registry.approved_model()
+    (values,) = _compute([enterprise], now, trigger, serving, single=True)
+    profile = CreditProfile(**values)
+    db.session.add(profile)
+    db.session.flush()
+    return profile
+
+
+def compute_all(
+    enterprise_ids: Iterable[int] | None = None,
+    *,
+    now: dt.datetime | None = None,
+    trigger: str = "batch",
+    chunk: int = CHUNK,
+    commit: bool = False,
+) -> int:
+    """Add a snapshot for each enterprise (all when ``enterprise_ids`` is None), in chunks,
+    scoring each chunk with ``RiskModel.predict``/``explain`` in bulk. Flushes each chunk (or
+    commits it with ``commit=True``, for jobs). Returns the number of snapshots added."""
+    now = now or utcnow()
+    serving = model_registry.approved_model()
+    query = sa.select(Enterprise.id).order_by(Enterprise.id)
+    if enterprise_ids is not None:
+        query = query.where(Enterprise.id.in_(list(enterprise_ids)))
+    ids = list(db.session.scalars(query))
+    added = 0
+    for part in _chunks(ids, chunk):
+        enterprises = list(
+            db.session.scalars(
+                sa.select(Enterprise).where(Enterprise.id.in_(part)).order_by(Enterprise.id)
+            )
+        )
+        rows = _compute(enterprises, now, trigger, serving, single=False)
+        db.session.execute(sa.insert(CreditProfile), rows)
+        added += len(rows)
+        if commit:
+            db.session.commit()
+        else:
+            db.session.flush()
+    return added
+
+
+def latest_profiles(enterprise_ids: Iterable[int]) -> dict[int, CreditProfile]:
+    """The newest snapshot per enterprise (enterprises without one are absent)."""
+    ids = list(enterprise_ids)
+    if not ids:
+        return {}
+    newest = (
+        sa.select(sa.func.max(CreditProfile.id))
+        .where(CreditProfile.enterprise_id.in_(ids))
+        .group_by(CreditProfile.enterprise_id)
+    )
+    found = db.session.scalars(sa.select(CreditProfile).where(CreditProfile.id.in_(newest)))
+    return {p.enterprise_id: p for p in found}
+
+
+def latest_profile(enterprise: Enterprise) -> CreditProfile | None:
+    return latest_profiles([enterprise.id]).get(enterprise.id)
+
+
+def history(enterprise: Enterprise, limit: int = 60) -> list[CreditProfile]:
+    """Snapshots of ``enterprise``, newest first."""
+    return list(
+        db.session.scalars(
+            sa.select(CreditProfile)
+            .where(CreditProfile.enterprise_id == enterprise.id)
+            .order_by(CreditProfile.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def enqueue_recompute(
+    enterprise_ids: Iterable[int] | None = None, *, trigger: str = "records_changed"
+) -> Job:
+    """Queue a ``profiles.recompute`` job (runs after the caller commits)."""
+    ids = None if enterprise_ids is None else sorted(set(enterprise_ids))
+    return enqueue(RECOMPUTE_JOB, enterprise_ids=ids, trigger=trigger)
+
+
+def records_changed(enterprise_ids: Iterable[int]) -> Job | None:
+    """Hook for ingestion and collection: call after adding records for these enterprises
+    (before committing); their profiles are recomputed by a job after the commit."""
+    ids = sorted(set(enterprise_ids))
+    return enqueue_recompute(ids, trigger="records_changed") if ids else None
+
+
+@job_body(RECOMPUTE_JOB)
+def _recompute_job(job: Job) -> None:
+    ids = job.params.get("enterprise_ids")
+    trigger = str(job.params.get("trigger") or "records_changed")
+    added = compute_all(ids, trigger=trigger, commit=True)
+    job.steps_done = added
+    job.result = {"profiles": added}
