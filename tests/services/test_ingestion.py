@@ -354,3 +354,32 @@ def test_large_batch_goes_through_in_chunks(app_ctx, factory, monkeypatch):
     batch = _ingest(rows)
     assert (batch.rows_total, batch.accepted, batch.duplicates, batch.rejected) == (24, 22, 1, 1)
     assert _rejections(batch)[0].line == 24
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("decided_on", "2025-02-30", "bad_date"),
+        ("decided_on", "2025/03/01", "bad_date"),
+        ("decided_on", "2027-01-01", "future_date"),
+        ("repaired_on", "2027-01-01", "future_date"),
+        ("publication_ends_on", "2024-01-01", "date_order"),
+        ("severity", "", "required"),
+        ("record_type", "bankruptcy", "bad_enum"),
+    ],
+)
+def test_public_credit_dates_and_enums(app_ctx, factory, field, value, code):
+    enterprise, _, _ = _enterprise(factory, grant=False)
+    row = {
+        "uscc": enterprise.uscc,
+        "record_id": "PC1",
+        "record_type": "abnormal_operation",
+        "severity": "minor",
+        "decided_on": "2025-03-01",
+        "publication_ends_on": "",
+        "repaired_on": "",
+        field: value,
+    }
+    batch = _ingest([row], source="public_credit", provider="creditchina")
+    assert batch.rejected == 1 and _count(PublicCreditRecord) == 0
+    assert [(r.field, r.code) for r in _rejections(batch)] == [(field, code)]
