@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,9 +45,9 @@ class GBMModel(ClassifierMixin, BaseEstimator):
 
     Parameters mirror LightGBM's (``n_estimators`` boosting rounds, ``learning_rate``,
     ``num_leaves``, ``min_child_samples`` — capped at 5 % of the rows so tiny data still splits —,
-    ``reg_lambda``, ``subsample``, ``colsample``), plus ``monotone``, ``categorical``,
-    ``calibration`` (``"platt"``/``"none"``), ``calibration_cv`` and the PDO scaling
-    (``base_score``, ``base_odds``, ``pdo``) shared with :class:`ml.scorecard.Scorecard`.
+    ``reg_lambda``, ``subsample``, ``colsample``, ``n_jobs`` threads), plus ``monotone``,
+    ``categorical``, ``calibration`` (``"platt"``/``"none"``), ``calibration_cv`` and the PDO
+    scaling (``base_score``, ``base_odds``, ``pdo``) shared with :class:`ml.scorecard.Scorecard`.
     """
 
     def __init__(
@@ -66,7 +67,7 @@ class GBMModel(ClassifierMixin, BaseEstimator):
         base_odds: float = 50.0,
         pdo: float = 20.0,
         random_state: int | None = 0,
-        n_jobs: int = 2,
+        n_jobs: int | None = None,
     ) -> None:
         self.monotone = monotone
         self.categorical = categorical
@@ -132,7 +133,7 @@ class GBMModel(ClassifierMixin, BaseEstimator):
             "seed": 0 if self.random_state is None else int(self.random_state),
             "deterministic": True,
             "force_row_wise": True,
-            "num_threads": self.n_jobs,
+            "num_threads": self._threads(n_rows),
             "verbose": -1,
             "min_data_per_group": 20,
             "cat_smooth": 10.0,
@@ -141,6 +142,13 @@ class GBMModel(ClassifierMixin, BaseEstimator):
             params["monotone_constraints"] = constraints
             params["monotone_constraints_method"] = "advanced"
         return params
+
+    def _threads(self, n_rows: int) -> int:
+        """``n_jobs`` if set; else 1 thread below 50,000 rows (OpenMP start-up and spinning cost
+        more than they save there, and oversubscribed cores stall LightGBM), else up to 4."""
+        if self.n_jobs is not None:
+            return int(self.n_jobs)
+        return 1 if n_rows < 50_000 else max(1, min(os.cpu_count() or 1, 4))
 
     def _train(self, M: FloatArray, y: npt.NDArray[np.int64]) -> lgb.Booster:
         cat_idx = [i for i, k in enumerate(self.feature_kinds_.values()) if k != NUMERIC]
