@@ -50,7 +50,7 @@ def test_create_refuses_duplicates_and_unknown_sources(runner):
     assert first.exit_code == 0, first.output
     again = runner.invoke(args=["providers", "create", "--name", "水务", "--source", "utilities"])
     assert again.exit_code != 0
-    assert "already registered" in again.output
+    assert "已有同名的数据提供方" in again.output  # the platform speaks Chinese by default
     unknown = runner.invoke(args=["providers", "create", "--name", "银行", "--source", "loans"])
     assert unknown.exit_code != 0
     assert "loans" in unknown.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -386,3 +387,32 @@ def test_problems_are_in_chinese_by_default(app):
     body = response.get_json()
     assert body["title"] == "越权推送"
     assert body["detail"] == "该客户端仅登记可推送 utilities；不得推送 tax。"
+
+
+def test_concurrent_pushes_with_one_key_ingest_once(app, provider, enterprise):
+    """Providers retry on timeouts, so the same batch may arrive twice at once: one stores
+    it, the others get its answer."""
+    token = get_token(app.test_client(), provider)
+    rows = tax_rows(enterprise.uscc)
+    barrier = threading.Barrier(4)
+    responses: list = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        browser = app.test_client()
+        barrier.wait()
+        response = push(browser, token, "tax", rows, key="retry-storm")
+        with lock:
+            responses.append(response)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [r.status_code for r in responses] == [201] * 4
+    assert len({r.get_json()["batch_id"] for r in responses}) == 1
+    assert sum("Idempotent-Replayed" not in r.headers for r in responses) == 1
+    db.session.rollback()
+    assert stored("tax") == 3
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(IngestionBatch)) == 1
