@@ -6,4 +6,4 @@ from models import OrgKind
 bp = Blueprint("enterprise", __name__)
 restrict_blueprint(bp, OrgKind.ENTERPRISE)
 
-from app.enterprise import match_routes, routes  # noqa: E402, F401
+from app.enterprise import match_routes, profile_routes, routes  # noqa: E402, F401

@@ -25,10 +25,14 @@ Functions flush; the caller commits (the job body commits per chunk).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import functools
 import hashlib
+import hmac
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -36,12 +40,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from flask import current_app
+from flask_babel import get_locale
 
 from app.jobs import enqueue, job_body
 from app.services import model_registry, public_credit
 from app.services.model_registry import ServingModel
 from ml import schema
 from ml.features import FEATURE_NAMES, build_features, coverage
+from ml.grades import GradeScale, load_grade_scale
 from models import (
     Authorization,
     AuthorizationKind,
@@ -423,3 +430,51 @@ def _recompute_job(job: Job) -> None:
     added = compute_all(ids, trigger=trigger, commit=True)
     job.steps_done = added
     job.result = {"profiles": added}
+
+
+# ---------------------------------------------------------------------------------------------
+# Presentation helpers and the report's verification code
+# ---------------------------------------------------------------------------------------------
+@functools.cache
+def _grade_scale() -> GradeScale:
+    return load_grade_scale()
+
+
+def grade_label(grade: str | None) -> str:
+    """The grade's label from the grade table, in the current language ("" if unknown)."""
+    if not grade:
+        return ""
+    try:
+        band = _grade_scale().band(grade)
+    except KeyError:
+        return ""
+    return band.label_zh if str(get_locale()).startswith("zh") else band.label_en
+
+
+_CODE = re.compile(r"^([1-9][0-9]{0,17})-([A-Z2-7]{12})$")
+
+
+def _signature(profile_id: int, content_hash: str) -> str:
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    digest = hmac.new(key, f"credit-report:{profile_id}:{content_hash}".encode(), "sha256")
+    return base64.b32encode(digest.digest()).decode()[:12]
+
+
+def verification_code(profile: CreditProfile) -> str:
+    """``<profile id>-<12 characters>``: the 12 characters are an HMAC (SECRET_KEY) of the
+    profile id and its content hash, so a bank can check a printed report on the platform."""
+    return f"{profile.id}-{_signature(profile.id, profile.content_hash)}"
+
+
+def verify_code(code: str) -> tuple[CreditProfile, Enterprise] | None:
+    """The profile and enterprise a genuine code belongs to, else ``None``."""
+    match = _CODE.match(code.strip().upper())
+    if match is None:
+        return None
+    profile = db.session.get(CreditProfile, int(match.group(1)))
+    if profile is None:
+        return None
+    if not hmac.compare_digest(_signature(profile.id, profile.content_hash), match.group(2)):
+        return None
+    enterprise = db.session.get(Enterprise, profile.enterprise_id)
+    return (profile, enterprise) if enterprise is not None else None

@@ -19,7 +19,7 @@ from tests.services.test_profiles_support import (
     AS_OF,
     NOW,
     add_records,
-    approved_version_fixture,  # noqa: F401  (fixture)
+    approved_version_id_fixture,  # noqa: F401  (fixture)
     enterprise_by_user,
     foreign_model_dir_fixture,  # noqa: F401  (fixture)
     grant_collection,
@@ -29,7 +29,7 @@ from tests.services.test_profiles_support import (
 
 
 def test_profile_equals_the_models_own_decision(
-    app_ctx: Flask, factory: Factory, approved_version: ModelVersion, trained_model_dir: Path
+    app_ctx: Flask, factory: Factory, approved_version_id: int, trained_model_dir: Path
 ) -> None:
     account = factory.enterprise()
     enterprise = enterprise_by_user(account.user_id)
@@ -44,7 +44,7 @@ def test_profile_equals_the_models_own_decision(
     model = load_model(trained_model_dir / "model", trusted_base=trained_model_dir)
     decision = model.decide({k: v for k, v in row.items() if not math.isnan(v)})
 
-    assert profile.model_version_id == approved_version.id
+    assert profile.model_version_id == approved_version_id
     assert profile.grade == decision.grade
     assert float(profile.pd or 0) == pytest.approx(decision.pd, abs=1e-9)
     assert float(profile.score or 0) == pytest.approx(decision.score, abs=0.006)
@@ -87,7 +87,7 @@ def test_without_an_approved_model_the_profile_has_no_grade(
 
 
 def test_a_new_computation_adds_a_snapshot_and_keeps_the_old_one(
-    app_ctx: Flask, factory: Factory, approved_version: ModelVersion
+    app_ctx: Flask, factory: Factory, approved_version_id: int
 ) -> None:
     account = factory.enterprise()
     enterprise = enterprise_by_user(account.user_id)
@@ -111,7 +111,7 @@ def test_a_new_computation_adds_a_snapshot_and_keeps_the_old_one(
 
 
 def test_batch_matches_single_profiles(
-    app_ctx: Flask, factory: Factory, approved_version: ModelVersion
+    app_ctx: Flask, factory: Factory, approved_version_id: int
 ) -> None:
     enterprises = []
     for arrears in (0, 4):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from ml import synth
 from ml.artifacts import generic_specs, save_model, spec_dicts
 from ml.cli import fit_and_report, make_estimator
 from ml.features import FEATURE_SPECS, build_features
-from models import AuthorizationKind, Enterprise, ModelVersion, User, db
+from models import AuthorizationKind, Enterprise, User, db
 from models.ingestion import IngestionBatch
 from models.records import (
     PublicCreditRecord,
@@ -81,12 +80,17 @@ def foreign_model_dir_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(name="approved_version")
-def approved_version_fixture(app_ctx: Flask, trained_model_dir: Path) -> Iterator[ModelVersion]:
-    version = model_registry.register(trained_model_dir, None)
-    model_registry.approve(version, None, recompute=False)
-    db.session.commit()
-    yield version
+@pytest.fixture(name="approved_version_id")
+def approved_version_id_fixture(app: Flask, trained_model_dir: Path) -> int:
+    """Registers and approves the trained model; returns the version id. (No app context is
+    kept open: the web tests' requests need their own.)"""
+    with app.app_context():
+        version = model_registry.register(trained_model_dir, None)
+        model_registry.approve(version, None, recompute=False)
+        db.session.commit()
+        version_id = version.id
+        db.session.remove()
+    return version_id
 
 
 def enterprise_by_user(user_id: int) -> Enterprise:
