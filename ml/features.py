@@ -311,29 +311,36 @@ class _Panel:
     ) -> None:
         self.n = len(ent_index)
         self.h = LOOKBACK_MONTHS
+        self.frame = schema.empty_table(table) if frame is None else frame
         if frame is None or len(frame) == 0:
             self.rows = np.empty(0, dtype=np.int64)
             self.off = np.empty(0, dtype=np.int64)
             self.kind = np.empty(0, dtype=np.int64)
-            self.frame = schema.empty_table(table)
+            self.positions = np.empty(0, dtype=np.int64)
             return
         schema.check_columns(table, frame)
-        ent = ent_index.get_indexer(frame["uscc"])
+        ent = _lookup(ent_index, frame["uscc"])
         off = ref_month - month_index(
             frame[schema.PERIOD_COLUMN[table]], schema.PERIOD_COLUMN[table]
         )
         if kind_column is not None:
-            kind = pd.Categorical(frame[kind_column], categories=list(kinds)).codes.astype(np.int64)
+            kind = _lookup(pd.Index(kinds), frame[kind_column])
         else:
             kind = np.zeros(len(frame), dtype=np.int64)
         keep = np.flatnonzero((ent >= 0) & (off >= 0) & (off < self.h) & (kind >= 0))
-        ent, off, kind = ent[keep].astype(np.int64), off[keep], kind[keep]
+        ent, off, kind = ent[keep], off[keep], kind[keep]
         version = _numeric(frame, "version")[keep]
         version = np.where(np.isnan(version), 1.0, version)
         key = (ent * self.h + off) * max(len(kinds), 1) + kind
         pick = _latest_version(key, version)
         self.rows, self.off, self.kind = ent[pick], off[pick], kind[pick]
-        self.frame = frame.iloc[keep[pick]]
+        self.positions = keep[pick]  # rows of ``frame`` kept (latest versions in the window)
+
+    def values(self, column: str) -> FloatArray:
+        """``column`` of the kept rows as float (unparsable → NaN)."""
+        if self.positions.size == 0:
+            return np.empty(0)
+        return _numeric(self.frame, column)[self.positions]
 
     def has(self) -> BoolArray:
         out = np.zeros(self.n, dtype=bool)
@@ -343,9 +350,7 @@ class _Panel:
     def matrix(self, column: str, kind: int | None = None, *, agg_sum: bool = False) -> FloatArray:
         """Dense matrix of ``column``; NaN where no record. With ``kind=None`` and several kinds,
         cells combine kinds by sum (``agg_sum``) or max."""
-        values = pd.to_numeric(self.frame[column], errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
+        values = self.values(column)
         rows, off = self.rows, self.off
         if kind is not None:
             sel = self.kind == kind
@@ -357,11 +362,12 @@ class _Panel:
             ok = ~np.isnan(values)
             present = np.zeros(self.n * self.h, dtype=bool)
             present[flat] = True
-            acc = np.zeros(self.n * self.h)
             if agg_sum:
-                np.add.at(acc, flat[ok], values[ok])
+                acc = np.bincount(flat[ok], weights=values[ok], minlength=self.n * self.h).astype(
+                    np.float64
+                )
             else:
-                acc[:] = -np.inf
+                acc = np.full(self.n * self.h, -np.inf)
                 np.maximum.at(acc, flat[ok], values[ok])
                 acc[np.isneginf(acc)] = np.nan
             acc[~present] = np.nan
@@ -382,6 +388,17 @@ def _authorized(enterprises: pd.DataFrame) -> dict[str, BoolArray]:
         scope: scopes.str.contains(rf"(?:^|;)\s*{scope}\s*(?:;|$)", regex=True).to_numpy(bool)
         for scope in schema.SCOPES
     }
+
+
+def _lookup(index: pd.Index, values: pd.Series) -> IntArray:
+    """Position of each value in ``index`` (-1 when absent or missing).
+
+    Hashes the distinct values once (``pd.factorize``), which is much faster than
+    ``index.get_indexer`` on millions of Arrow-backed strings or categoricals.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    where = index.get_indexer(pd.Index(np.asarray(uniques, dtype=object)))
+    return np.append(where, -1).astype(np.int64)[codes]
 
 
 def _as_date(as_of: dt.date) -> dt.date:
@@ -459,7 +476,7 @@ def _rating(frame: pd.DataFrame | None, idx: pd.Index, as_of: dt.date) -> FloatA
     if frame is None or len(frame) == 0:
         return out
     schema.check_columns(schema.TAX_CREDIT_RATING, frame)
-    ent = idx.get_indexer(frame["uscc"]).astype(np.int64)
+    ent = _lookup(idx, frame["uscc"])
     year = pd.to_numeric(frame["year"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
     latest_known = (
         as_of.year - 1 if as_of.month >= schema.RATING_PUBLISHED_MONTH else as_of.year - 2
@@ -530,13 +547,8 @@ def _utility_features(tables: Mapping[str, pd.DataFrame], idx: pd.Index,
     elec = p.matrix("consumption", schema.UTILITY_KINDS.index("electricity"))
     overdue_max = p.matrix("days_overdue")  # max over kinds in a month
     overdue_sum = p.matrix("days_overdue", agg_sum=True)
-    bills = np.zeros((p.n, p.h))
-    sel = ~np.isnan(
-        pd.to_numeric(p.frame["days_overdue"], errors="coerce").to_numpy(
-            np.float64, na_value=np.nan
-        )
-    )
-    np.add.at(bills.reshape(-1), (p.rows * p.h + p.off)[sel], 1.0)
+    sel = ~np.isnan(p.values("days_overdue"))
+    bills = np.bincount((p.rows * p.h + p.off)[sel], minlength=p.n * p.h).reshape(p.n, p.h)
     out: dict[str, FloatArray] = {}
     out["elec_yoy_change_3m"] = _level_change(elec)
     out["util_days_overdue_mean_12m"] = _safe_div(
@@ -572,7 +584,7 @@ def _public_credit_features(tables: Mapping[str, pd.DataFrame], idx: pd.Index,
     if frame is None or len(frame) == 0:
         return out
     schema.check_columns(schema.PUBLIC_CREDIT, frame)
-    ent = idx.get_indexer(frame["uscc"]).astype(np.int64)
+    ent = _lookup(idx, frame["uscc"])
     codes, uniques = pd.factorize(frame["record_id"].astype(str))
     version = _numeric(frame, "version")
     version = np.where(np.isnan(version), 1.0, version)
@@ -678,12 +690,13 @@ def coverage(tables: Mapping[str, pd.DataFrame], as_of: dt.date) -> pd.DataFrame
         covered = np.zeros(n)
         if frame is not None and len(frame):
             schema.check_columns(table, frame)
-            ent = idx.get_indexer(frame["uscc"]).astype(np.int64)
+            ent = _lookup(idx, frame["uscc"])
             month = month_index(frame[schema.PERIOD_COLUMN[table]], schema.PERIOD_COLUMN[table])
             ok = (ent >= 0) & (month <= ref)
             span_all = int(month[ok].max(initial=0) - month[ok].min(initial=0)) + 1
             base = int(month[ok].min(initial=0))
-            pairs = np.unique(ent[ok] * span_all + (month[ok] - base))  # distinct (ent, month)
+            pairs = np.sort(ent[ok] * span_all + (month[ok] - base))
+            pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]  # distinct (enterprise, month)
             e, m = pairs // span_all, pairs % span_all + base
             covered = np.bincount(e, minlength=n).astype(np.float64)
             first_v = np.full(n, np.inf)
