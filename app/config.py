@@ -91,4 +91,6 @@ def load_config(instance_path: Path, environ: Mapping[str, str] | None = None) -
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
         "LANGUAGES": ("zh", "en"),
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+        # Argon2id cost: the test suite alone uses the cheapest profile.
+        "PASSWORD_HASH_PROFILE": "cheapest" if mode == "testing" else "rfc_9106_low_memory",
     }

@@ -14,7 +14,7 @@ from app.bank import bp
 from app.bank.forms import REPAYMENT_LABELS, TYPE_LABELS, ProductForm
 from app.extensions import db
 from app.forms import ConfirmForm
-from app.services import organizations, products
+from app.services import bank_views, enterprises, organizations, products
 from app.services.accounts import AccountError, PermissionRefused
 from models import LoanProduct, ProductStatus, Role
 
@@ -122,3 +122,25 @@ def product_change(product_id: int, change: str) -> Response:
     db.session.commit()
     flash(message, "success")
     return redirect(url_for("bank.product_edit", product_id=target.id))
+
+
+@bp.get("/prospects")
+def prospect_list() -> Any:
+    """Enterprises that shared their profile with this bank, and which products they match."""
+    return render_template("bank/prospects.html", prospects=bank_views.prospects(current_user))
+
+
+@bp.get("/enterprises/<int:enterprise_id>")
+def enterprise_profile(enterprise_id: int) -> Any:
+    try:
+        view = bank_views.view_profile(current_user, enterprise_id)
+    except bank_views.NotVisible:
+        db.session.rollback()
+        abort(404)
+    db.session.commit()  # the use count and the audit events of this view
+    return render_template(
+        "bank/enterprise.html",
+        view=view,
+        columns=bank_views.RECORD_COLUMNS,
+        industry=enterprises.industry_label(view.enterprise.industry_code),
+    )

@@ -15,7 +15,7 @@ from app.enterprise import bp
 from app.enterprise.forms import ALL_BANKS, GrantForm
 from app.extensions import db
 from app.forms import ConfirmForm
-from app.services import audit, authorization, enterprises
+from app.services import audit, authorization, collection, enterprises
 from app.services.accounts import AccountError, PermissionRefused
 from models import Authorization, AuthorizationKind, FetchFrequency, Job, Organization
 from models.base import utcnow
@@ -29,6 +29,7 @@ def home() -> Any:
         enterprise=enterprise,
         industry=enterprises.industry_label(enterprise.industry_code),
         expiring=authorization.expiring_soon(enterprise),
+        coverage=collection.coverage(enterprise),
     )
 
 
@@ -50,6 +51,7 @@ def authorizations() -> Any:
     return render_template(
         "enterprise/authorizations.html",
         grants=authorization.ledger(enterprise),
+        coverage=collection.coverage(enterprise),
         now=utcnow(),
         expiring=authorization.expiring_soon(enterprise),
         action_form=ConfirmForm(),
@@ -96,7 +98,7 @@ def new_authorization() -> Any:
         else:
             job = None
             if grant.kind is AuthorizationKind.COLLECTION:
-                job = _start_collection(grant)
+                job = collection.start_collection(grant.id, current_user)
             db.session.commit()
             flash(_("Authorization granted. You can revoke it at any time."), "success")
             if job is not None:
@@ -108,14 +110,6 @@ def new_authorization() -> Any:
         consent=authorization.consent_text(),
         summary=_summary(form),
     ), (422 if form.errors else status)
-
-
-def _start_collection(grant: Authorization) -> Any:
-    try:
-        from app.services import collection
-    except ImportError:  # the collection job arrives with the connectors
-        return None
-    return collection.start_collection(grant.id, current_user)
 
 
 def _summary(form: GrantForm) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from flask_babel import lazy_gettext as _l
@@ -21,10 +21,41 @@ from models import Enterprise, Organization, OrgKind, Role, SizeClass, User, Use
 from models.base import utcnow
 from models.sme_size import classify_size
 
-_hasher = PasswordHasher()
-# Verified against when the e-mail is unknown, so "no such user" costs the same time as
-# "wrong password" and response timing does not reveal which addresses have accounts.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+_HASHERS = {
+    # RFC 9106's second recommended option (64 MiB, 3 passes); argon2-cffi's default.
+    "rfc_9106_low_memory": PasswordHasher.from_parameters(profiles.RFC_9106_LOW_MEMORY),
+    # For the test suite only: XINYIDAI_ENV=testing; never in production (see config).
+    "cheapest": PasswordHasher.from_parameters(profiles.CHEAPEST),
+}
+_DUMMY_HASHES: dict[str, str] = {}
+
+
+class _Hasher:
+    """The configured argon2id hasher (``PASSWORD_HASH_PROFILE``)."""
+
+    @staticmethod
+    def current() -> PasswordHasher:
+        return _HASHERS[current_app.config.get("PASSWORD_HASH_PROFILE", "rfc_9106_low_memory")]
+
+    def hash(self, password: str) -> str:
+        return self.current().hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        return self.current().verify(password_hash, password)
+
+    def check_needs_rehash(self, password_hash: str) -> bool:
+        return self.current().check_needs_rehash(password_hash)
+
+    def dummy_hash(self) -> str:
+        """Verified against when the e-mail is unknown, so "no such user" costs the same
+        time as "wrong password" and timing does not reveal which addresses have accounts."""
+        profile = current_app.config.get("PASSWORD_HASH_PROFILE", "rfc_9106_low_memory")
+        if profile not in _DUMMY_HASHES:
+            _DUMMY_HASHES[profile] = self.hash(secrets.token_hex(16))
+        return _DUMMY_HASHES[profile]
+
+
+_hasher = _Hasher()
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 128
@@ -253,7 +284,7 @@ def authenticate(email: str, password: str, now: dt.datetime | None = None) -> U
     cfg = current_app.config
     user = db.session.scalar(sa.select(User).where(User.email == normalize_email(email)))
     if user is None:
-        _verify(_DUMMY_HASH, password)
+        _verify(_hasher.dummy_hash(), password)
         raise LoginRefused(_l("Wrong e-mail address or password."))
     if user.locked_until is not None and user.locked_until > now:
         minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)

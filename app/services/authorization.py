@@ -459,3 +459,29 @@ def banks() -> list[Organization]:
             .order_by(Organization.name)
         )
     )
+
+
+def shared_with_bank(bank: Organization, now: dt.datetime | None = None) -> list[int]:
+    """Ids of the enterprises whose live sharing grant names ``bank`` (or every bank).
+
+    The SQL form of what :func:`decide` allows for ``Action.VIEW_PROFILE``, for lists and
+    counts; every single view still goes through :func:`decide`.
+    """
+    now = now or utcnow()
+    if bank.kind is not OrgKind.BANK or not bank.is_active:
+        return []
+    return list(
+        db.session.scalars(
+            sa.select(Authorization.enterprise_id)
+            .where(
+                Authorization.kind == AuthorizationKind.SHARING,
+                sa.or_(Authorization.grantee_org_id == bank.id, Authorization.all_banks.is_(True)),
+                sa.or_(Authorization.revoked_at.is_(None), Authorization.revoked_at > now),
+                Authorization.paused_at.is_(None),
+                Authorization.valid_from <= now,
+                Authorization.valid_until > now,
+            )
+            .distinct()
+            .order_by(Authorization.enterprise_id)
+        )
+    )

@@ -18,7 +18,7 @@ import numpy as np
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
-from app.services import authorization
+from app.services import authorization, profiles
 from app.services.matching_engine import (
     PUBLIC_CLASSES,
     RULES,
@@ -97,8 +97,6 @@ def _collection_scopes(enterprise_ids: Sequence[int], now: dt.datetime) -> dict[
 
 def profile_facts(enterprise_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
     """The latest credit profile's matching facts per enterprise (none yet → empty)."""
-    from app.services import profiles
-
     latest = profiles.latest_profiles(list(enterprise_ids))
     return {
         eid: {

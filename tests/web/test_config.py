@@ -67,3 +67,12 @@ def test_behind_a_proxy_the_client_address_comes_from_x_forwarded_for(app, make_
     )
     assert response.get_data(as_text=True) == "203.0.113.7 https"
     assert app.test_client().get("/healthz").status_code == 200  # the default app: no proxy
+
+
+def test_only_the_test_suite_uses_the_cheap_password_hash(tmp_path):
+    production = load_config(tmp_path, {"XINYIDAI_ENV": "production", "SECRET_KEY": "x" * 40})
+    development = load_config(tmp_path, {"XINYIDAI_ENV": "development"})
+    testing = load_config(tmp_path, {"XINYIDAI_ENV": "testing"})
+    assert production["PASSWORD_HASH_PROFILE"] == "rfc_9106_low_memory"
+    assert development["PASSWORD_HASH_PROFILE"] == "rfc_9106_low_memory"
+    assert testing["PASSWORD_HASH_PROFILE"] == "cheapest"

@@ -1,0 +1,156 @@
+"""What a bank may see of enterprises: its prospect list and a profile, through the policy.
+
+Lists and counts come from :func:`authorization.shared_with_bank`; every profile or records
+view asks :func:`authorization.decide` at that moment, is counted against the grant and
+recorded in the audit trail the enterprise reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from flask_babel import lazy_gettext as _l
+
+from app.services import audit, authorization, matching, products, profiles
+from app.services.authorization import Action
+from app.services.matching_engine import eligibility
+from models import Enterprise, LoanProduct, Organization, ProductStatus, User, db
+from models import records as rec
+from models.base import utcnow
+
+RECORD_TABLES: dict[str, list[tuple[type[Any], str, tuple[str, ...]]]] = {
+    "tax": [(rec.TaxRecord, "period", ("tax_type",))],
+    "social_insurance": [(rec.SocialInsuranceRecord, "month", ())],
+    "utilities": [(rec.UtilityRecord, "month", ("utility",))],
+    "provident_fund": [(rec.ProvidentFundRecord, "month", ())],
+}
+
+
+_P, _V = ("period", _l("Period")), ("version", _l("Version"))
+_M = ("month", _l("Month"))
+RECORD_COLUMNS: dict[str, list[tuple[str, Any]]] = {
+    "tax": [_P, ("tax_type", _l("Tax type")), ("amount_paid", _l("Paid")),
+            ("declared_sales", _l("Declared sales")), ("late_filing", _l("Filed late")),
+            ("arrears", _l("Arrears")), _V],
+    "social_insurance": [_M, ("insured_headcount", _l("Insured staff")), ("amount_due", _l("Due")),
+                         ("amount_paid", _l("Paid")), ("arrears", _l("Arrears")), _V],
+    "utilities": [_M, ("utility", _l("Utility")), ("consumption", _l("Consumption")),
+                  ("amount_billed", _l("Billed")), ("amount_paid", _l("Paid")),
+                  ("days_overdue", _l("Days overdue")), _V],
+    "provident_fund": [_M, ("contributing_employees", _l("Contributing staff")),
+                       ("amount", _l("Amount")), ("arrears", _l("Arrears")), _V],
+}  # fmt: skip
+
+
+@dataclass
+class Prospect:
+    enterprise: Enterprise
+    matching_products: list[LoanProduct] = field(default_factory=list)
+
+
+def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
+    """Enterprises that shared with the actor's bank, with the bank's products they match.
+
+    Nobody else appears, not even in counts."""
+    bank: Organization = actor.organization
+    ids = authorization.shared_with_bank(bank, now)
+    if not ids:
+        return []
+    enterprises = list(
+        db.session.scalars(
+            sa.select(Enterprise).where(Enterprise.id.in_(ids)).order_by(Enterprise.name)
+        )
+    )
+    own_products = [
+        p
+        for p in products.published(products.Filters(bank_org_id=bank.id))
+        if p.status is ProductStatus.PUBLISHED
+    ]
+    result = [Prospect(e) for e in enterprises]
+    if own_products:
+        ok = eligibility(matching.facts_of(enterprises, now), matching.rules_of(own_products))
+        for i, prospect in enumerate(result):
+            prospect.matching_products = [own_products[j] for j in np.flatnonzero(ok[i])]
+    result.sort(key=lambda p: (-len(p.matching_products), p.enterprise.name))
+    return result
+
+
+class NotVisible(LookupError):
+    """The bank may not see this enterprise (or it does not exist): shown as 404 alike."""
+
+
+@dataclass
+class ProfileView:
+    enterprise: Enterprise
+    profile: Any  # the latest CreditProfile, or None
+    records: dict[str, list[Any]]  # scope → latest-version rows, where records are shared
+    hidden_scopes: list[str]  # scopes whose records the grant does not share
+
+
+def view_profile(actor: User, enterprise_id: int, now: dt.datetime | None = None) -> ProfileView:
+    """The profile (and shared records) of one enterprise for a bank user, audited.
+
+    Raises :class:`NotVisible` when there is no live grant — the same for an enterprise
+    that does not exist, so the answer reveals nothing."""
+    now = now or utcnow()
+    enterprise = db.session.get(Enterprise, enterprise_id)
+    if enterprise is None:
+        raise NotVisible(enterprise_id)
+    decision = authorization.decide(actor.organization, Action.VIEW_PROFILE, enterprise, now=now)
+    if not decision.allowed:
+        raise NotVisible(enterprise_id)
+    authorization.record_use(decision, now)
+    audit.record(
+        "profile.view",
+        actor=actor,
+        enterprise_id=enterprise.id,
+        object_type="enterprise",
+        object_id=enterprise.id,
+        now=now,
+    )
+    records: dict[str, list[Any]] = {}
+    hidden: list[str] = []
+    for scope, tables in RECORD_TABLES.items():
+        allowed = authorization.decide(
+            actor.organization, Action.VIEW_RECORDS, enterprise, scope, now=now
+        )
+        if not allowed.allowed:
+            hidden.append(scope)
+            continue
+        rows: list[Any] = []
+        for model, period, extra_key in tables:
+            rows.extend(_latest_versions(model, enterprise.id, period, extra_key))
+        records[scope] = rows
+        authorization.record_use(allowed, now)
+        audit.record("records.view", actor=actor, enterprise_id=enterprise.id, scope=scope, now=now)
+    latest = profiles.latest_profiles([enterprise.id]).get(enterprise.id)
+    return ProfileView(enterprise, latest, records, hidden)
+
+
+def _latest_versions(
+    model: Any, enterprise_id: int, period: str, extra_key: tuple[str, ...], months: int = 24
+) -> list[Any]:
+    """The latest version of each record of one enterprise, newest period first."""
+    key_cols = [getattr(model, period), *(getattr(model, k) for k in extra_key)]
+    newest = (
+        sa.select(*key_cols, sa.func.max(model.version).label("v"))
+        .where(model.enterprise_id == enterprise_id)
+        .group_by(*key_cols)
+        .subquery()
+    )
+    join_on = [getattr(model, period) == newest.c[period], model.version == newest.c.v]
+    join_on += [getattr(model, k) == newest.c[k] for k in extra_key]
+    stmt = (
+        sa.select(model)
+        .join(newest, sa.and_(*join_on))
+        .where(model.enterprise_id == enterprise_id)
+        .order_by(getattr(model, period).desc(), *(getattr(model, k) for k in extra_key))
+    )
+    rows = list(db.session.scalars(stmt))
+    periods = sorted({getattr(r, period) for r in rows}, reverse=True)[:months]
+    keep = set(periods)
+    return [r for r in rows if getattr(r, period) in keep]

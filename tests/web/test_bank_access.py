@@ -1,0 +1,176 @@
+"""A bank sees only enterprises that authorized it: in lists, counts and profile pages."""
+
+import datetime as dt
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.services import authorization as authz
+from app.services.authorization import GrantRequest
+from models import (
+    AuditEvent,
+    Authorization,
+    AuthorizationKind,
+    Enterprise,
+    Organization,
+    OrgKind,
+    User,
+)
+from tests.conftest import login
+
+
+def _enterprise(factory):
+    account = factory.enterprise()
+    user = db.session.get(User, account.user_id)
+    enterprise = db.session.scalar(
+        sa.select(Enterprise).where(Enterprise.organization_id == account.organization_id)
+    )
+    return user, enterprise
+
+
+def _share(user, enterprise, bank=None, records=False, now=None):
+    grant = authz.grant(
+        user,
+        enterprise,
+        GrantRequest(
+            kind=AuthorizationKind.SHARING,
+            scopes=("tax", "social_insurance"),
+            grantee_org_id=bank.id if bank else None,
+            all_banks=bank is None,
+            include_records=records,
+        ),
+        now=now,
+    )
+    db.session.commit()
+    return grant
+
+
+@pytest.fixture
+def matrix(app, factory):
+    """Bank A's user and enterprises in every authorization situation."""
+    bank_a = factory.user(OrgKind.BANK)
+    with app.app_context():
+        a = db.session.get(Organization, bank_a.organization_id)
+        b = db.session.get(Organization, factory.organization(OrgKind.BANK))
+        names = {}
+        for label in ("mine", "all_banks", "other_bank", "never", "revoked", "expired"):
+            user, enterprise = _enterprise(factory)
+            names[label] = enterprise.id
+            if label == "mine":
+                _share(user, enterprise, a, records=True)
+            elif label == "all_banks":
+                _share(user, enterprise)
+            elif label == "other_bank":
+                _share(user, enterprise, b)
+            elif label == "revoked":
+                grant = _share(user, enterprise, a)
+                authz.revoke(user, grant)
+                db.session.commit()
+            elif label == "expired":
+                _share(user, enterprise, a, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=400))
+    return bank_a, names
+
+
+def test_prospect_list_shows_exactly_the_authorized(client, matrix):
+    bank, ids = matrix
+    login(client, bank)
+    html = client.get("/bank/prospects").get_data(as_text=True)
+    shown = {eid for label, eid in ids.items() if f'data-enterprise="{eid}"' in html}
+    assert shown == {ids["mine"], ids["all_banks"]}
+
+
+@pytest.mark.parametrize(
+    "label,status",
+    [
+        ("mine", 200),
+        ("all_banks", 200),
+        ("other_bank", 404),
+        ("never", 404),
+        ("revoked", 404),
+        ("expired", 404),
+    ],
+)
+def test_profile_page_only_with_a_live_grant(client, app, matrix, label, status):
+    bank, ids = matrix
+    login(client, bank)
+    assert client.get(f"/bank/enterprises/{ids[label]}").status_code == status
+    with app.app_context():
+        views = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "profile.view", AuditEvent.enterprise_id == ids[label])
+        )
+    assert views == (1 if status == 200 else 0)
+
+
+def test_unknown_enterprise_looks_the_same_as_an_unauthorized_one(client, matrix):
+    bank, ids = matrix
+    login(client, bank)
+    unknown = client.get("/bank/enterprises/999999")
+    refused = client.get(f"/bank/enterprises/{ids['never']}")
+    assert unknown.status_code == refused.status_code == 404
+
+    def error_box(response):
+        return re.search(
+            r'<div class="error-box".*?</div>', response.get_data(as_text=True), re.S
+        ).group(0)
+
+    assert error_box(unknown) == error_box(refused)
+
+
+def test_records_only_where_shared_and_the_view_is_counted_and_logged(client, app, matrix):
+    bank, ids = matrix
+    login(client, bank)
+    html = client.get(f"/bank/enterprises/{ids['mine']}").get_data(as_text=True)
+    assert 'data-testid="records-tax"' in html and 'data-testid="records-social_insurance"' in html
+    assert 'data-testid="records-utilities"' not in html
+    html = client.get(f"/bank/enterprises/{ids['all_banks']}").get_data(as_text=True)
+    assert 'data-testid="records-tax"' not in html
+    with app.app_context():
+        grant = db.session.scalar(
+            sa.select(Authorization).where(Authorization.enterprise_id == ids["mine"])
+        )
+        assert grant.use_count >= 1 and grant.last_used_at is not None
+        actions = set(
+            db.session.scalars(
+                sa.select(AuditEvent.action).where(AuditEvent.enterprise_id == ids["mine"])
+            )
+        )
+        assert {"profile.view", "records.view"} <= actions
+
+
+def test_revocation_bites_on_the_very_next_request(client, app, matrix):
+    bank, ids = matrix
+    login(client, bank)
+    assert client.get(f"/bank/enterprises/{ids['mine']}").status_code == 200
+    with app.app_context():
+        grant = db.session.scalar(
+            sa.select(Authorization).where(Authorization.enterprise_id == ids["mine"])
+        )
+        owner = db.session.get(User, grant.granted_by_user_id)
+        authz.revoke(owner, grant)
+        db.session.commit()
+    assert client.get(f"/bank/enterprises/{ids['mine']}").status_code == 404
+    html = client.get("/bank/prospects").get_data(as_text=True)
+    assert f'data-enterprise="{ids["mine"]}"' not in html
+
+
+def test_the_enterprise_sees_which_bank_viewed_it(client, app, matrix, factory):
+    bank, ids = matrix
+    login(client, bank)
+    client.get(f"/bank/enterprises/{ids['mine']}")
+    with app.app_context():
+        grant = db.session.scalar(
+            sa.select(Authorization).where(Authorization.enterprise_id == ids["mine"])
+        )
+        owner = db.session.get(User, grant.granted_by_user_id)
+        bank_name = db.session.get(Organization, bank.organization_id).name
+    sme = app.test_client()
+    sme.set_cookie("lang", "en")
+    from tests.conftest import TEST_PASSWORD, Account
+
+    login(sme, Account(owner.email, TEST_PASSWORD, owner.id, owner.organization_id))
+    log = sme.get("/enterprise/data-use").get_data(as_text=True)
+    assert bank_name in log and "Viewed your credit profile" in log
