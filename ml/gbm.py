@@ -194,7 +194,7 @@ class GBMModel(ClassifierMixin, BaseEstimator):
             )
             for tr, te in folds.split(M, yy):
                 booster = self._train(M[tr], yy[tr])
-                oof[te] = booster.predict(M[te], raw_score=True)
+                oof[te] = booster.predict(M[te], raw_score=True, num_threads=self._threads(len(te)))
             try:
                 platt = fit_platt(oof, yy)
             except ValueError:
@@ -216,7 +216,9 @@ class GBMModel(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: Any) -> FloatArray:
         """Calibrated log-odds of the event."""
         check_is_fitted(self)
-        raw = np.asarray(self.booster_.predict(self.matrix(X), raw_score=True), dtype=np.float64)
+        M = self.matrix(X)
+        raw = self.booster_.predict(M, raw_score=True, num_threads=self._threads(len(M)))
+        raw = np.asarray(raw, dtype=np.float64)
         return self.calibration_.logit(raw)
 
     def predict_proba(self, X: Any) -> FloatArray:
@@ -244,8 +246,10 @@ class GBMModel(ClassifierMixin, BaseEstimator):
         """Per-feature contributions in score points, shape ``(n, n_features)``, and the base
         points per row; ``base + contributions.sum(1)`` equals :meth:`credit_score`."""
         check_is_fitted(self)
+        M = self.matrix(X)
         contrib = np.asarray(
-            self.booster_.predict(self.matrix(X), pred_contrib=True), dtype=np.float64
+            self.booster_.predict(M, pred_contrib=True, num_threads=self._threads(len(M))),
+            dtype=np.float64,
         )
         a, b = self.calibration_.slope, self.calibration_.intercept
         pts = -self.factor_ * a * contrib[:, :-1]
