@@ -120,7 +120,7 @@ def fit_and_report(
         X_test=X_te,
         score_test=score_te,
         reference=reference,
-        monotonicity=monotonicity_check(estimator, X_tr, monotone, seed=seed),
+        monotonicity=monotonicity_check(estimator, X, monotone, seed=seed),  # train + hold-out rows
         segments_train=seg_tr,
         segments_test=seg_te,
     )
