@@ -20,10 +20,12 @@ bp = Blueprint("api", __name__)
 def _init(state: BlueprintSetupState) -> None:
     from app.api import oauth
     from app.api.cli import providers_group
+    from app.connectors.cli import collection_group
 
     app = cast(Flask, state.app)
     oauth.init_app(app)
     app.cli.add_command(providers_group)
+    app.cli.add_command(collection_group)
 
 
 @bp.errorhandler(ApiProblem)

@@ -31,7 +31,16 @@ from app.connectors import ConnectorError, FailureReason, connector_for
 from app.services import audit, ingestion
 from app.services.authorization import Action, Decision, decide, record_use
 from ml import schema
-from models import Authorization, AuthorizationKind, Enterprise, Job, JobStatus, User, db
+from models import (
+    Authorization,
+    AuthorizationKind,
+    Enterprise,
+    FetchFrequency,
+    Job,
+    JobStatus,
+    User,
+    db,
+)
 from models.base import utcnow
 from models.records import RECORD_MODELS
 
@@ -97,6 +106,43 @@ def start_collection(authorization_id: int, actor: User | None) -> Job:
     job.result = {scope: {"status": "waiting"} for scope in scopes}
     db.session.flush()
     return job
+
+
+REFRESH_INTERVAL = dt.timedelta(days=30)
+
+
+def due_collections(now: dt.datetime | None = None) -> list[Authorization]:
+    """Live monthly collection grants whose last collection started over
+    :data:`REFRESH_INTERVAL` ago (or never). One query, whatever the number of grants."""
+    now = now or utcnow()
+    last_job = (
+        sa.select(Job.authorization_id, sa.func.max(Job.created_at).label("last"))
+        .where(Job.kind == JOB_KIND, Job.authorization_id.is_not(None))
+        .group_by(Job.authorization_id)
+        .subquery()
+    )
+    return list(
+        db.session.scalars(
+            sa.select(Authorization)
+            .outerjoin(last_job, last_job.c.authorization_id == Authorization.id)
+            .where(
+                Authorization.kind == AuthorizationKind.COLLECTION,
+                Authorization.fetch_frequency == FetchFrequency.MONTHLY,
+                Authorization.revoked_at.is_(None),
+                Authorization.paused_at.is_(None),
+                Authorization.valid_from <= now,
+                Authorization.valid_until > now,
+                sa.or_(last_job.c.last.is_(None), last_job.c.last <= now - REFRESH_INTERVAL),
+            )
+            .order_by(Authorization.id)
+        )
+    )
+
+
+def start_due_collections(now: dt.datetime | None = None) -> list[Job]:
+    """Queue a collection for every due monthly grant (run by ``flask collection run-due``
+    from cron or, later, a Celery beat schedule); they run after the caller commits."""
+    return [start_collection(grant.id, None) for grant in due_collections(now)]
 
 
 def _months(first: dt.date, last: dt.date) -> list[str]:

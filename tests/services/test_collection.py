@@ -21,6 +21,7 @@ from models import (
     Authorization,
     AuthorizationKind,
     Enterprise,
+    FetchFrequency,
     Job,
     JobStatus,
     User,
@@ -360,3 +361,34 @@ def test_start_collection_refuses_a_sharing_authorization(sme):
     )
     with pytest.raises(ValueError, match="not a collection authorization"):
         collection.start_collection(sharing.id, user)
+
+
+def test_monthly_grants_are_collected_again_when_due(sme, runner):
+    user, enterprise = sme
+    monthly = grant(user, enterprise, scopes=("utilities",))
+    authz.grant(
+        user,
+        enterprise,
+        GrantRequest(
+            kind=AuthorizationKind.COLLECTION,
+            scopes=("tax",),
+            fetch_frequency=FetchFrequency.ONE_TIME,
+        ),
+    )
+    revoked = grant(user, enterprise, scopes=("provident_fund",))
+    authz.revoke(user, revoked)
+    db.session.commit()
+    assert [g.id for g in collection.due_collections()] == [monthly.id]
+
+    result = runner.invoke(args=["collection", "run-due"])
+    assert result.exit_code == 0, result.output
+    assert "Started 1 collection job(s)." in result.output
+    db.session.expire_all()
+    job = db.session.scalar(sa.select(Job).where(Job.authorization_id == monthly.id))
+    assert job is not None and job.status is JobStatus.SUCCEEDED
+    assert stored(enterprise, "utilities") > 0
+    assert collection.due_collections() == [], "collected just now"
+
+    later = dt.datetime.now(dt.UTC) + collection.REFRESH_INTERVAL + dt.timedelta(hours=1)
+    assert [g.id for g in collection.due_collections(later)] == [monthly.id]
+    assert runner.invoke(args=["collection", "run-due"]).output.startswith("Started 0")
