@@ -29,7 +29,7 @@ from flask_babel import lazy_gettext as _l
 from app import jobs
 from app.connectors import ConnectorError, FailureReason, connector_for
 from app.services import audit, ingestion
-from app.services.authorization import Action, Decision, decide, record_use
+from app.services.authorization import SCOPE_LABELS, Action, Decision, decide, record_use
 from ml import schema
 from models import (
     Authorization,
@@ -220,9 +220,12 @@ def run_collection(job: Job) -> None:
         db.session.commit()
     if failed:
         job.status = JobStatus.FAILED
-        job.message = _in_default_locale(
-            _l("Some data could not be collected: %(s)s.", s=", ".join(failed))
-        )
+        locale = str(current_app.config.get("BABEL_DEFAULT_LOCALE", "zh"))
+        with force_locale(locale):
+            names = ("、" if locale.startswith("zh") else ", ").join(
+                str(SCOPE_LABELS.get(scope, scope)) for scope in failed
+            )
+            job.message = str(_l("Some data could not be collected: %(s)s.", s=names))
     job.finished_at = utcnow()
     db.session.commit()
 
