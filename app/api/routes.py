@@ -35,9 +35,11 @@ def _refuse_query_credentials() -> None:
                 "Send access tokens in the Authorization header and client secrets in the "
                 "request body or with HTTP Basic authentication, never in the URL."
             ),
-            errors=[{"field": name, "message": str(_l("not accepted in the URL"))} for name in
-                    sorted(leaked)],
-        )  # fmt: skip
+            errors=[
+                {"field": name, "message": str(_l("not accepted in the URL"))}
+                for name in sorted(leaked)
+            ],
+        )
 
 
 @bp.post("/oauth/token")
@@ -61,9 +63,12 @@ def _client_for(source: str) -> ProviderClient:
             404,
             "unknown-source",
             _l("Unknown source"),
-            _l("There is no source %(s)s; sources are %(all)s.", s=source,
-               all=", ".join(schema.SOURCE_TABLES)),
-        )  # fmt: skip
+            _l(
+                "There is no source %(s)s; sources are %(all)s.",
+                s=source,
+                all=", ".join(schema.SOURCE_TABLES),
+            ),
+        )
     if not client.may_push(source):
         audit.record(
             "provider.scope_refused",

@@ -179,8 +179,12 @@ def test_happy_path_stores_the_records_and_says_what_happened(client, provider, 
     body = response.get_json()
     assert body["source"] == "tax" and body["status"] == "completed"
     assert body["counts"] == {
-        "received": 3, "accepted": 3, "duplicates": 0, "corrected": 0, "rejected": 0,
-    }  # fmt: skip
+        "received": 3,
+        "accepted": 3,
+        "duplicates": 0,
+        "corrected": 0,
+        "rejected": 0,
+    }
     assert body["rejected"] == []
     assert "Idempotent-Replayed" not in response.headers
     assert stored("tax") == 3

@@ -76,8 +76,9 @@ def test_requests_no_provider_could_answer_are_programming_errors():
 
 def test_validator_rejects_a_rating_year_not_asked_for():
     uscc = "91350102MA2XYZ1234"
-    payload = {"tables": {"tax": [], "tax_credit_rating": [
-        {"uscc": uscc, "year": "2019", "rating": "A"}]}}  # fmt: skip
+    payload = {
+        "tables": {"tax": [], "tax_credit_rating": [{"uscc": uscc, "year": "2019", "rating": "A"}]}
+    }
     with pytest.raises(ConnectorError) as caught:
         validate_tables(payload, uscc, "tax", ["2025-01"])
     assert caught.value.reason is FailureReason.MALFORMED
@@ -86,14 +87,23 @@ def test_validator_rejects_a_rating_year_not_asked_for():
 
 def test_numbers_in_an_answer_become_text():
     uscc = "91350102MA2XYZ1234"
-    row = {"uscc": uscc, "month": "2025-01", "contributing_employees": 7, "amount": 1234.5,
-           "arrears": None}  # fmt: skip
-    tables = validate_tables({"tables": {"provident_fund": [row]}}, uscc, "provident_fund",
-                             ["2025-01"])  # fmt: skip
+    row = {
+        "uscc": uscc,
+        "month": "2025-01",
+        "contributing_employees": 7,
+        "amount": 1234.5,
+        "arrears": None,
+    }
+    tables = validate_tables(
+        {"tables": {"provident_fund": [row]}}, uscc, "provident_fund", ["2025-01"]
+    )
     assert tables["provident_fund"][0] == {
-        "uscc": uscc, "month": "2025-01", "contributing_employees": "7", "amount": "1234.5",
+        "uscc": uscc,
+        "month": "2025-01",
+        "contributing_employees": "7",
+        "amount": "1234.5",
         "arrears": "",
-    }  # fmt: skip
+    }
 
 
 def test_connector_for_reads_the_configuration():
