@@ -34,6 +34,13 @@ def _query_client(client_id: str) -> ProviderClient | None:
 
 def _save_token(token: dict[str, Any], request: Any) -> None:
     now = utcnow()
+    # Tokens expired for a day are of no use even to an investigation: drop them.
+    db.session.execute(
+        sa.delete(ProviderToken).where(
+            ProviderToken.client_pk == request.client.id,
+            ProviderToken.expires_at < now - dt.timedelta(days=1),
+        )
+    )
     db.session.add(
         ProviderToken(
             client_pk=request.client.id,

@@ -239,7 +239,8 @@ class HttpConnector:
                 breaker.failed()
                 last, tried = failure, True
                 continue
-            except ConnectorError:
+            except BaseException:
+                # Not a sign of the provider's health (a 4xx, a bug): free a half-open trial.
                 breaker.released()
                 raise
             breaker.succeeded()
@@ -258,6 +259,10 @@ class HttpConnector:
         except httpx.TransportError as exc:
             raise _RetryableFailure(
                 FailureReason.UNAVAILABLE, f"connection failed ({type(exc).__name__})"
+            ) from exc
+        except httpx.HTTPError as exc:  # redirects, undecodable bodies
+            raise ConnectorError(
+                FailureReason.MALFORMED, f"invalid HTTP answer ({type(exc).__name__})"
             ) from exc
         if response.status_code >= 500:
             raise _RetryableFailure(

@@ -420,3 +420,14 @@ def test_concurrent_pushes_with_one_key_ingest_once(app, provider, enterprise):
     db.session.rollback()
     assert stored("tax") == 3
     assert db.session.scalar(sa.select(sa.func.count()).select_from(IngestionBatch)) == 1
+
+
+def test_tokens_expired_for_a_day_are_dropped_when_a_new_one_is_issued(client, provider):
+    get_token(client, provider)
+    db.session.execute(
+        sa.update(ProviderToken).values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+    )
+    db.session.commit()
+    fresh = get_token(client, provider)
+    hashes = db.session.scalars(sa.select(ProviderToken.access_token_hash)).all()
+    assert hashes == [digest(fresh)]

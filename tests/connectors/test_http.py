@@ -256,3 +256,27 @@ def test_a_scope_without_a_provider_is_not_configured(sim, sleeps):
     with pytest.raises(ConnectorError) as caught:
         make(sim, sleeps).fetch(USCC, "provident_fund", MONTHS)
     assert caught.value.reason is FailureReason.NOT_CONFIGURED
+
+
+def test_a_4xx_during_the_half_open_trial_does_not_wedge_the_breaker(sim, sleeps):
+    clock = FakeClock()
+    connector = make(sim, sleeps, clock, retries=0, breaker_threshold=1, breaker_cooldown=10)
+    sim.fail_next(1)
+    with pytest.raises(ConnectorError):
+        connector.fetch(USCC, "tax", MONTHS)
+    clock.now += 11
+    sim.status_override = 404
+    with pytest.raises(ConnectorError) as caught:
+        connector.fetch(USCC, "tax", MONTHS)
+    assert caught.value.reason is FailureReason.REJECTED
+    sim.status_override = None
+    assert connector.fetch(USCC, "tax", MONTHS)["tax"], "the next trial is let through"
+    assert connector.breaker("tax").state == BreakerState.CLOSED
+
+
+def test_a_redirect_is_not_followed(sim, sleeps):
+    sim.status_override = 302
+    with pytest.raises(ConnectorError) as caught:
+        make(sim, sleeps).fetch(USCC, "tax", MONTHS)
+    assert caught.value.reason is FailureReason.MALFORMED
+    assert "HTTP 302, expected 200" in caught.value.detail
