@@ -6,6 +6,7 @@ RFC 9457 problem JSON.
 
 from __future__ import annotations
 
+import os
 from typing import Any, cast
 
 from flask import Blueprint, Flask
@@ -20,9 +21,14 @@ bp = Blueprint("api", __name__)
 def _init(state: BlueprintSetupState) -> None:
     from app.api import oauth
     from app.api.cli import providers_group
+    from app.connectors import config_from_env
     from app.connectors.cli import collection_group
 
     app = cast(Flask, state.app)
+    # The connector settings from XINYIDAI_* environment variables; configuration passed to
+    # create_app explicitly (tests) wins.
+    for key, value in config_from_env(os.environ).items():
+        app.config.setdefault(key, value)
     oauth.init_app(app)
     app.cli.add_command(providers_group)
     app.cli.add_command(collection_group)

@@ -161,3 +161,13 @@ def test_demo_usccs_are_valid_for_the_sandbox():
     uscc = demo_uscc(1)
     assert is_valid(uscc)
     assert SandboxConnector().fetch(uscc, "social_insurance", MONTHS)["social_insurance"]
+
+
+def test_the_environment_configures_the_connector(make_app, monkeypatch):
+    monkeypatch.setenv("XINYIDAI_CONNECTOR", "http")
+    monkeypatch.setenv("XINYIDAI_CONNECTOR_RETRIES", "1")
+    configured = make_app()
+    assert configured.config["CONNECTOR"] == "http"
+    assert configured.config["CONNECTOR_RETRIES"] == 1
+    explicit = make_app(CONNECTOR="sandbox")
+    assert explicit.config["CONNECTOR"] == "sandbox", "explicit configuration wins"
