@@ -38,6 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import sqlalchemy as sa
 from flask import current_app
@@ -85,16 +86,6 @@ def _authorized_scopes(enterprise_ids: Sequence[int], now: dt.datetime) -> dict[
     return {eid: ";".join(s for s in schema.SCOPES if s in found) for eid, found in scopes.items()}
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
 def load_tables(
     enterprises: Sequence[Enterprise], now: dt.datetime
 ) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
@@ -117,12 +108,27 @@ def load_tables(
             }
         )
     }
+    connection = db.session.connection()
     for table, model in RECORD_MODELS.items():
-        columns = schema.TABLE_COLUMNS[table]
-        rows = db.session.execute(
-            sa.select(*(getattr(model, c) for c in columns)).where(model.enterprise_id.in_(ids))
-        ).all()
-        frame = pd.DataFrame([[_plain(v) for v in row] for row in rows], columns=list(columns))
+        columns = list(schema.TABLE_COLUMNS[table])
+        source = model.__table__
+        floats = {*schema.MONEY_COLUMNS.get(table, ()), "consumption"}
+        # money as float straight from the driver (no Decimal round trip): ml reads floats
+        selected = [
+            sa.type_coerce(source.c[c], sa.Float()).label(c) if c in floats else source.c[c]
+            for c in columns
+        ]
+        rows = connection.execute(
+            sa.select(*selected).where(source.c.enterprise_id.in_(ids))
+        ).fetchall()
+        by_column = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+        frame = pd.DataFrame(
+            {c: list(values) for c, values in zip(columns, by_column, strict=True)}
+        )
+        for column in floats & set(columns):
+            frame[column] = frame[column].astype(np.float64)
+        if "late_filing" in frame:
+            frame["late_filing"] = frame["late_filing"].astype(np.int64)
         if len(frame):
             frame = frame.sort_values("version", kind="stable").drop_duplicates(
                 list(schema.KEY_COLUMNS[table]), keep="last"
@@ -135,23 +141,40 @@ def load_tables(
 # ---------------------------------------------------------------------------------------------
 # Matching facts
 # ---------------------------------------------------------------------------------------------
-def _month_number(values: pd.Series) -> np.ndarray:
-    text = values.astype(str)
-    return (text.str[0:4].astype(int) * 12 + text.str[5:7].astype(int) - 1).to_numpy()
+def _month_number(values: pd.Series) -> npt.NDArray[np.int64]:
+    codes, uniques = pd.factorize(values.astype(str))
+    parsed = np.array([int(u[0:4]) * 12 + int(u[5:7]) - 1 for u in uniques], dtype=np.int64)
+    return parsed[codes]
 
 
-def _streak(frame: pd.DataFrame, good: pd.Series) -> pd.Series:
-    """Per uscc: consecutive months with ``good`` counted back from its latest month."""
-    if frame.empty:
-        return pd.Series(dtype=np.int64)
-    months = pd.DataFrame({"uscc": frame["uscc"], "m": frame["_m"], "good": good.to_numpy()})
-    per_month = months.groupby(["uscc", "m"], sort=True)["good"].all().reset_index()
-    per_month = per_month.sort_values(["uscc", "m"], ascending=[True, False], kind="stable")
-    back = per_month.groupby("uscc")["m"].transform("max") - per_month["m"]
-    # a streak stops at the first bad month or the first month without a record
-    leading = (back == per_month.groupby("uscc").cumcount()) & per_month["good"]
-    run = leading.astype(np.int64).groupby(per_month["uscc"]).cumprod()
-    return run.groupby(per_month["uscc"]).sum()
+def _streak(ent: npt.NDArray[np.int64], month: npt.NDArray[np.int64], good: npt.NDArray[np.bool_],
+            n: int) -> npt.NDArray[np.float64]:  # fmt: skip
+    """Per enterprise: consecutive months with records that are all ``good``, counted back
+    from its latest month (a month without a record breaks the run); NaN without records."""
+    out = np.full(n, np.nan)
+    if not len(ent):
+        return out
+    span = int(month.max() - month.min()) + 1
+    key = ent * span + (month - month.min())
+    cells, inverse = np.unique(key, return_inverse=True)
+    cell_good = np.ones(len(cells), dtype=bool)
+    np.logical_and.at(cell_good, inverse, good)
+    cell_ent = cells // span
+    latest = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(latest, cell_ent, cells % span)
+    back = latest[cell_ent] - cells % span
+    order = np.lexsort((back, cell_ent))  # per enterprise, latest month first
+    e, b, g = cell_ent[order], back[order], cell_good[order]
+    starts = np.r_[0, np.flatnonzero(e[1:] != e[:-1]) + 1]
+    rank = np.arange(len(e)) - np.repeat(starts, np.diff(np.r_[starts, len(e)]))
+    broken = (b != rank) | ~g
+    run = np.bincount(e, minlength=n).astype(np.float64)  # no break: every month counts
+    first_break = np.full(n, np.inf)
+    np.minimum.at(first_break, e[broken], rank[broken].astype(np.float64))
+    run = np.minimum(run, first_break)
+    has = latest >= 0
+    out[has] = run[has]
+    return out
 
 
 def matching_facts(tables: Mapping[str, pd.DataFrame], usccs: Sequence[str]) -> pd.DataFrame:
@@ -160,30 +183,49 @@ def matching_facts(tables: Mapping[str, pd.DataFrame], usccs: Sequence[str]) -> 
     ``social_months`` (continuous months paid in full up to the latest month) per uscc; NaN
     where the enterprise has no such data or does not authorize the scope."""
     index = pd.Index(list(usccs), name="uscc")
-    out = pd.DataFrame(index=index, columns=["annual_sales", "tax_months", "social_months"])
-    ent = tables[schema.ENTERPRISES].set_index("uscc")["authorized_scopes"].reindex(index)
-    scopes = ent.fillna("").astype(str).str.split(";")
-    tax = tables.get(schema.TAX, pd.DataFrame())
-    if len(tax):
-        tax = tax.assign(_m=_month_number(tax["period"]))
-        vat = tax[tax["tax_type"] == "VAT"]
-        if len(vat):
-            latest = vat.groupby("uscc")["_m"].transform("max")
-            recent = vat[vat["_m"] > latest - 12]
-            out["annual_sales"] = recent.groupby("uscc")["declared_sales"].sum().reindex(index)
-        out["tax_months"] = _streak(tax, tax["arrears"].astype(float) <= 0).reindex(index)
-    si = tables.get(schema.SOCIAL_INSURANCE, pd.DataFrame())
-    if len(si):
-        si = si.assign(_m=_month_number(si["month"]))
-        paid = (si["arrears"].astype(float) <= 0) & (
-            si["amount_paid"].astype(float) >= si["amount_due"].astype(float)
+    n = len(index)
+    sales = np.full(n, np.nan)
+    tax_months = np.full(n, np.nan)
+    social_months = np.full(n, np.nan)
+    tax = tables.get(schema.TAX)
+    if tax is not None and len(tax):
+        ent = index.get_indexer(tax["uscc"].astype(str))
+        known = ent >= 0
+        ent, month = ent[known].astype(np.int64), _month_number(tax["period"])[known]
+        arrears = tax["arrears"].to_numpy(np.float64)[known]
+        tax_months = _streak(ent, month, ~(arrears > 0), n)
+        vat = (tax["tax_type"].astype(str) == "VAT").to_numpy()[known]
+        if vat.any():
+            latest = np.full(n, -1, dtype=np.int64)
+            np.maximum.at(latest, ent[vat], month[vat])
+            recent = vat & (month > latest[ent] - 12)
+            total = np.zeros(n)
+            np.add.at(total, ent[recent], tax["declared_sales"].to_numpy(np.float64)[known][recent])
+            sales = np.where(latest >= 0, total, np.nan)
+    si = tables.get(schema.SOCIAL_INSURANCE)
+    if si is not None and len(si):
+        ent = index.get_indexer(si["uscc"].astype(str))
+        known = ent >= 0
+        paid = ~(si["arrears"].to_numpy(np.float64) > 0) & (
+            si["amount_paid"].to_numpy(np.float64) >= si["amount_due"].to_numpy(np.float64)
         )
-        out["social_months"] = _streak(si, paid).reindex(index)
+        social_months = _streak(
+            ent[known].astype(np.int64), _month_number(si["month"])[known], paid[known], n
+        )
+    scopes = (
+        tables[schema.ENTERPRISES].set_index("uscc")["authorized_scopes"].reindex(index)
+        .fillna("").astype(str).str.split(";")
+    )  # fmt: skip
     tax_ok = scopes.map(lambda s: "tax" in s).to_numpy(bool)
     si_ok = scopes.map(lambda s: "social_insurance" in s).to_numpy(bool)
-    out.loc[~tax_ok, ["annual_sales", "tax_months"]] = np.nan
-    out.loc[~si_ok, "social_months"] = np.nan
-    return out.astype(float)
+    return pd.DataFrame(
+        {
+            "annual_sales": np.where(tax_ok, sales, np.nan),
+            "tax_months": np.where(tax_ok, tax_months, np.nan),
+            "social_months": np.where(si_ok, social_months, np.nan),
+        },
+        index=index,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +257,7 @@ def _coverage_lists(cov: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
 
 
 def _content_hash(values: Mapping[str, Any]) -> str:
-    canonical = json.dumps(_clean(dict(values)), sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -244,7 +286,7 @@ def _snapshot(
         "grade_rank": serving.model.grades.grades.index(grade) if serving and grade else None,
         "reasons": _clean(decision["reasons"]) if decision else [],
         "counterfactual": _clean(decision["counterfactual"]) if decision else None,
-        "features": _clean({k: float(v) for k, v in features.items()}),
+        "features": {k: (None if math.isnan(v) else float(v)) for k, v in features.items()},
         "coverage": cov,
         "public_credit_class": str(pc["public_credit_class"]),
         "public_credit_reasons": _clean(list(pc["reasons"])),
