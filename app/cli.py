@@ -6,7 +6,7 @@ import os
 
 import click
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from app.extensions import db
@@ -23,7 +23,13 @@ def register(app: Flask) -> None:
 @click.command("seed-demo")
 @with_appcontext
 @click.option("--enterprises", default=200, show_default=True, type=click.IntRange(1, 100_000))
-def seed_demo_command(enterprises: int) -> None:
+@click.option(
+    "--activity/--no-activity",
+    default=True,
+    show_default=True,
+    help="Also products, authorizations, collected records, a model and profiles.",
+)
+def seed_demo_command(enterprises: int, activity: bool) -> None:
     """Create or complete the demo data. Safe to run again.
 
     The demo logins' password is $XINYIDAI_DEMO_PASSWORD when set, otherwise a new one is
@@ -33,12 +39,23 @@ def seed_demo_command(enterprises: int) -> None:
     problem = accounts.password_problem(password)
     if problem is not None:
         raise click.UsageError(f"XINYIDAI_DEMO_PASSWORD: {problem}")
-    summary = demo.seed_demo(enterprises, password)
+    # The collection jobs the grants start run right after the commit, in this process.
+    current_app.config["JOBS_EAGER"] = True
+    summary = demo.seed_demo(enterprises, password, activity=activity)
     db.session.commit()
+    records = profiles = 0
+    if activity:
+        records, profiles = demo.seed_model_and_profiles()
+        db.session.commit()
     click.echo(
         f"Demo ready: {summary.total_enterprises} enterprises "
         f"({summary.created_enterprises} new), 3 banks, the office."
     )
+    if activity:
+        click.echo(
+            f"  {summary.products} new products, {summary.grants} new authorizations, "
+            f"{records} records collected, {profiles} credit profiles computed."
+        )
     for kind, email in demo.DEMO_LOGINS.items():
         click.echo(f"  {kind:<10} {email}")
     source = "XINYIDAI_DEMO_PASSWORD" if os.environ.get("XINYIDAI_DEMO_PASSWORD") else "generated"

@@ -12,9 +12,23 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import sqlalchemy as sa
+from flask import current_app
 
 from app.services import accounts
-from models import Enterprise, Organization, OrgKind, Role, SizeClass, User, db
+from models import (
+    Authorization,
+    AuthorizationKind,
+    Enterprise,
+    LoanProduct,
+    Organization,
+    OrgKind,
+    ProductType,
+    RepaymentMethod,
+    Role,
+    SizeClass,
+    User,
+    db,
+)
 from models.codes import USCC_CHARSET, industry_divisions, uscc_check_digit
 from models.sme_size import classify_size
 
@@ -69,6 +83,30 @@ class DemoSummary:
     password: str
     created_enterprises: int
     total_enterprises: int
+    products: int = 0
+    grants: int = 0
+    records: int = 0
+    profiles: int = 0
+
+
+# Seven products per bank: (name, type, 万元 min, max, months min, max, rate min, max, rules)
+PRODUCT_CATALOGUE: tuple[tuple[str, str, int, int, int, int, str, str, dict[str, object]], ...] = (
+    ("税易贷", "tax_based", 10, 300, 6, 36, "3.45", "6.50",
+     {"min_grade": "BB", "min_tax_months": 12, "required_scopes": ("tax",),
+      "public_credit_classes": ("A", "B")}),
+    ("信用快贷", "credit", 5, 100, 3, 12, "3.85", "7.20",
+     {"min_grade": "B", "min_years_operating": "1"}),
+    ("社保贷", "credit", 10, 200, 6, 24, "3.65", "6.80",
+     {"min_grade": "BB", "min_social_months": 12, "required_scopes": ("social_insurance",)}),
+    ("公积金信用贷", "provident_fund_based", 10, 200, 6, 36, "3.55", "6.20",
+     {"min_grade": "BBB", "required_scopes": ("provident_fund",)}),
+    ("政采贷", "government_procurement", 20, 500, 3, 12, "3.45", "5.50",
+     {"min_grade": "BBB", "public_credit_classes": ("A",)}),
+    ("首贷通", "first_loan", 5, 100, 6, 24, "3.50", "5.80",
+     {"min_grade": "BB", "size_classes": ("micro", "small"), "pool_participation": True}),
+    ("科技成长贷", "credit", 50, 1000, 12, 36, "3.30", "5.50",
+     {"min_grade": "A", "industries_allowed": ("C", "I65", "M"), "min_annual_sales": "5000000"}),
+)  # fmt: skip
 
 
 def demo_uscc(index: int) -> str:
@@ -120,8 +158,11 @@ def _ensure_login(org: Organization, email: str, name: str, password: str) -> No
         user.is_active = True
 
 
-def seed_demo(enterprises: int, password: str) -> DemoSummary:
-    """Create (or complete) the demo; the three demo logins get ``password``."""
+def seed_demo(enterprises: int, password: str, *, activity: bool = True) -> DemoSummary:
+    """Create (or complete) the demo; the three demo logins get ``password``.
+
+    With ``activity``: products, a trained and approved model, collection and sharing grants,
+    records collected through the sandbox connector, and credit profiles."""
     office = _get_or_create_org(OrgKind.OFFICE, OFFICE_NAME)
     banks = [_get_or_create_org(OrgKind.BANK, name) for name in BANK_NAMES]
     _ensure_login(office, DEMO_LOGINS["office"], "金融办管理员", password)
@@ -155,4 +196,142 @@ def seed_demo(enterprises: int, password: str) -> DemoSummary:
     if first_org is not None:
         _ensure_login(first_org, DEMO_LOGINS["enterprise"], "企业经办人", password)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(Enterprise)) or 0
-    return DemoSummary(password, created, int(total))
+    if not activity:
+        return DemoSummary(password, created, int(total))
+    n_products = _seed_products(banks)
+    grants = _seed_grants(banks[0], password, enterprises)
+    return DemoSummary(password, created, int(total), n_products, grants)
+
+
+def seed_model_and_profiles() -> tuple[int, int]:
+    """After the collection jobs have run: an approved model (trained on a synthetic
+    population if none is approved yet) and a credit profile for every enterprise.
+    Returns (records stored, profiles computed)."""
+    from app.services import model_registry, profiles
+    from models.records import RECORD_MODELS
+
+    if model_registry.serving_version() is None:
+        model_registry.seed_demo_model(
+            current_app.config.get("DEMO_MODEL_ENTERPRISES", 3000), seed=2026
+        )
+        db.session.flush()
+    all_ids = list(db.session.scalars(sa.select(Enterprise.id)))
+    have = profiles.latest_profiles(all_ids)
+    missing = [i for i in all_ids if i not in have]
+    n_profiles = profiles.compute_all(missing, commit=False) if missing else 0
+    records = sum(
+        db.session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
+        for model in RECORD_MODELS.values()
+    )
+    return int(records), n_profiles
+
+
+def _seed_products(banks: list[Organization]) -> int:
+    from app.services import products
+
+    created = 0
+    for b, bank in enumerate(banks):
+        admin = db.session.scalar(
+            sa.select(User).where(User.organization_id == bank.id, User.role == Role.ADMIN)
+        )
+        if admin is None:
+            admin, _ = accounts.create_user(
+                None, bank, f"bank{b + 1}-admin@demo.test", "产品管理员", Role.ADMIN,
+                accounts.generate_password(),
+            )  # fmt: skip
+        for k, (name, kind, lo, hi, tmin, tmax, rmin, rmax, rules) in enumerate(PRODUCT_CATALOGUE):
+            exists = db.session.scalar(
+                sa.select(LoanProduct.id).where(
+                    LoanProduct.bank_org_id == bank.id, LoanProduct.name == name
+                )
+            )
+            if exists:
+                continue
+            shift = Decimal(b) * Decimal("0.10")
+            terms = products.ProductTerms(
+                name=name,
+                product_type=ProductType(kind),
+                amount_min=Decimal(lo) * 10_000,
+                amount_max=Decimal(hi) * 10_000,
+                term_min_months=tmin,
+                term_max_months=tmax,
+                rate_min=Decimal(rmin) + shift,
+                rate_max=Decimal(rmax) + shift,
+                repayment_method=(RepaymentMethod.EQUAL_INSTALLMENT, RepaymentMethod.INTEREST_ONLY)[
+                    k % 2
+                ],
+                response_days=(3, 5, 7)[b],
+                regions_allowed=("35",),
+                min_annual_sales=Decimal(str(rules["min_annual_sales"]))
+                if "min_annual_sales" in rules
+                else None,
+                min_years_operating=Decimal(str(rules["min_years_operating"]))
+                if "min_years_operating" in rules
+                else None,
+                **{
+                    k2: v
+                    for k2, v in rules.items()
+                    if k2 not in ("min_annual_sales", "min_years_operating")
+                },  # type: ignore[arg-type]
+            )
+            product = products.create_draft(admin, terms)
+            products.publish(admin, product)
+            created += 1
+    return created
+
+
+def _seed_grants(bank: Organization, password: str, limit: int) -> int:
+    """Every demo enterprise authorizes collection of all four sources; every third shares
+    with the demo bank (every sixth with its records), every fifth with all banks. The
+    records come through the real collection job and the sandbox connector, which run
+    when the caller commits."""
+    from app.services import authorization, collection
+    from models.authorization import SCOPES
+
+    enterprises = list(
+        db.session.scalars(sa.select(Enterprise).order_by(Enterprise.id).limit(limit))
+    )
+    shared_hash = accounts.hash_password(password)  # one hash for all generated demo users
+    grants = 0
+    for i, enterprise in enumerate(enterprises):
+        user = db.session.scalar(
+            sa.select(User).where(User.organization_id == enterprise.organization_id)
+        )
+        if user is None:
+            user = User(
+                organization_id=enterprise.organization_id,
+                email=f"sme-{i:04d}@demo.test",
+                display_name="企业经办人",
+                role=Role.ADMIN,
+                password_hash=shared_hash,
+            )
+            db.session.add(user)
+            db.session.flush()
+        kinds = set(
+            db.session.scalars(
+                sa.select(Authorization.kind).where(Authorization.enterprise_id == enterprise.id)
+            )
+        )
+        if AuthorizationKind.COLLECTION not in kinds:
+            grant = authorization.grant(
+                user, enterprise,
+                authorization.GrantRequest(
+                    kind=AuthorizationKind.COLLECTION, scopes=SCOPES, data_months=24
+                ),
+            )  # fmt: skip
+            collection.start_collection(grant.id, None)
+            grants += 1
+        if AuthorizationKind.SHARING not in kinds and (i % 3 == 0 or i % 5 == 0):
+            authorization.grant(
+                user, enterprise,
+                authorization.GrantRequest(
+                    kind=AuthorizationKind.SHARING,
+                    scopes=SCOPES,
+                    grantee_org_id=None if i % 5 == 0 and i % 3 else bank.id,
+                    all_banks=bool(i % 5 == 0 and i % 3),
+                    include_records=i % 6 == 0,
+                ),
+            )  # fmt: skip
+            grants += 1
+    db.session.flush()
+    return grants

@@ -26,14 +26,14 @@ def _counts(app):
 
 def test_seed_demo_twice_creates_nothing_twice(app, runner, monkeypatch):
     monkeypatch.setenv("XINYIDAI_DEMO_PASSWORD", "demo password 2026")
-    first = runner.invoke(args=["seed-demo", "--enterprises", "25"])
+    first = runner.invoke(args=["seed-demo", "--enterprises", "25", "--no-activity"])
     assert first.exit_code == 0, first.output
     assert "25 enterprises (25 new)" in first.output
     assert _counts(app) == (25, 3, 3)
-    second = runner.invoke(args=["seed-demo", "--enterprises", "25"])
+    second = runner.invoke(args=["seed-demo", "--enterprises", "25", "--no-activity"])
     assert "(0 new)" in second.output
     assert _counts(app) == (25, 3, 3)
-    more = runner.invoke(args=["seed-demo", "--enterprises", "30"])
+    more = runner.invoke(args=["seed-demo", "--enterprises", "30", "--no-activity"])
     assert "30 enterprises (5 new)" in more.output
     with app.app_context():
         for uscc in db.session.scalars(sa.select(Enterprise.uscc)):
@@ -42,7 +42,7 @@ def test_seed_demo_twice_creates_nothing_twice(app, runner, monkeypatch):
 
 def test_seed_demo_generates_and_prints_a_password_that_works(app, runner, monkeypatch):
     monkeypatch.delenv("XINYIDAI_DEMO_PASSWORD", raising=False)
-    result = runner.invoke(args=["seed-demo", "--enterprises", "3"])
+    result = runner.invoke(args=["seed-demo", "--enterprises", "3", "--no-activity"])
     assert result.exit_code == 0, result.output
     password = re.search(r"password\s+(\S+)\s+\(generated\)", result.output).group(1)
     for email, landing in zip(
@@ -95,3 +95,38 @@ def test_cli_creates_bank_and_user(app, runner):
         ]
     )
     assert missing.exit_code != 0 and "No bank or office named" in missing.output
+
+
+def test_seed_demo_activity_products_grants_records_profiles(app, runner, monkeypatch):
+    from models import Authorization, CreditProfile, LoanProduct, ProductStatus
+
+    monkeypatch.setenv("XINYIDAI_DEMO_PASSWORD", "demo password 2026")
+    monkeypatch.setitem(app.config, "DEMO_MODEL_ENTERPRISES", 1500)
+    first = runner.invoke(args=["seed-demo", "--enterprises", "6"])
+    assert first.exit_code == 0, first.output
+    assert "21 new products" in first.output
+    with app.app_context():
+        count = lambda model: db.session.scalar(sa.select(sa.func.count()).select_from(model))  # noqa: E731
+        published = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(LoanProduct)
+            .where(LoanProduct.status == ProductStatus.PUBLISHED)
+        )
+        assert published == 21
+        grants, profiles = count(Authorization), count(CreditProfile)
+        assert profiles == 6
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(CreditProfile)
+                .where(CreditProfile.grade.is_not(None))
+            )
+            == 6
+        )
+    records = int(re.search(r"(\d+) records collected", first.output).group(1))
+    assert records > 6 * 4 * 20  # four sources, about two years each
+    second = runner.invoke(args=["seed-demo", "--enterprises", "6"])
+    assert "0 new products, 0 new authorizations" in second.output
+    assert "0 credit profiles computed" in second.output
+    with app.app_context():
+        assert (count(Authorization), count(CreditProfile)) == (grants, profiles)
