@@ -22,7 +22,9 @@ The service flushes; the caller commits once (or rolls back: then nothing at all
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -389,6 +391,24 @@ def _raw(row: Mapping[Any, Any]) -> dict[str, Any]:
         else:
             raw[str(key)] = value if value is None or isinstance(value, str) else _text(value)
     return raw
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch is processed.
+
+    A batch allocates millions of small objects that all stay alive until it ends (rows,
+    keys, versions); every full collection would walk all of them again, which made a
+    million-row batch markedly slower than five 200k ones. Nothing here forms reference
+    cycles, and the collector runs again (and catches up) as soon as the batch is done.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
@@ -809,10 +829,11 @@ def ingest_rows(
     work = _Ingestion(source, batch, provider, now)
     line = first_line
     total = 0
-    for chunk in _chunks(all_rows(), CHUNK_ROWS):
-        work.process(line, chunk)
-        line += len(chunk)
-        total += len(chunk)
+    with _cyclic_gc_paused():
+        for chunk in _chunks(all_rows(), CHUNK_ROWS):
+            work.process(line, chunk)
+            line += len(chunk)
+            total += len(chunk)
 
     batch.content_hash = work.digest.hexdigest()
     batch.rows_total = total
