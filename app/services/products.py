@@ -86,11 +86,11 @@ def validate(terms: ProductTerms) -> None:
     if terms.term_max_months < terms.term_min_months:
         fail("term_max_months", _l("The maximum cannot be below the minimum."))
     if terms.rate_min <= 0 or terms.rate_max > 36:
-        fail("rate_min", _l("An annual rate is above 0% and at most 36%."))
+        fail("rate_min", _l("An annual rate is above 0 and at most 36 percent."))
     if terms.rate_max < terms.rate_min:
         fail("rate_max", _l("The maximum cannot be below the minimum."))
     if not 0 <= terms.upfront_fee_pct <= 10:
-        fail("upfront_fee_pct", _l("The fee is between 0% and 10% of the amount."))
+        fail("upfront_fee_pct", _l("The fee is between 0 and 10 percent of the amount."))
     if not 1 <= terms.response_days <= 60:
         fail("response_days", _l("The response deadline is 1 to 60 working days."))
     if terms.min_grade is not None and terms.min_grade not in grades():
