@@ -139,17 +139,20 @@ def _ar1(rng: np.random.Generator, n: int, months: int, phi: float, sd: float) -
 
 
 def _payments(
-    rng: np.random.Generator, due: FloatArray, p_event: FloatArray, p_repay: FloatArray
+    rng: np.random.Generator, due: FloatArray, stress: FloatArray, event: float, repay: float
 ) -> tuple[FloatArray, FloatArray]:
-    """Monthly payment stream with an arrears balance.
+    """Monthly payment stream with an arrears balance, driven by cash stress.
 
-    In a month with an event a share (30–100 %) of the amount due is left unpaid and joins the
-    balance; with probability ``p_repay`` the previous balance is paid off. Returns
-    ``(paid, balance_at_month_end)``.
+    A month has an arrears event with probability ``sigmoid(event + 1.1 stress)``; then a share
+    (30–100 %, or everything — likelier under stress) of the amount due is left unpaid and joins
+    the balance. With probability ``sigmoid(repay - 0.6 stress)`` the previous balance is paid
+    off. Returns ``(paid, balance_at_month_end)``.
     """
     n, months = due.shape
-    events = rng.random((n, months)) < p_event
+    events = rng.random((n, months)) < _sigmoid(event + 1.1 * stress)
     share = rng.uniform(0.3, 1.0, size=(n, months))
+    share[rng.random((n, months)) < _sigmoid(-1.0 + 0.8 * stress)] = 1.0
+    p_repay = _sigmoid(repay - 0.6 * stress)
     repays = rng.random((n, months)) < p_repay
     paid = np.empty_like(due)
     balance_out = np.empty_like(due)
@@ -392,9 +395,7 @@ def _tax(rng: np.random.Generator, w: _World, active: BoolArray) -> tuple[pd.Dat
     vat_eff = ind["vat_rate"].to_numpy(float)[w.industry] * rng.uniform(0.12, 0.35, size=n)
     vat_due = sales * vat_eff[:, None]
     s = w.stress
-    vat_paid, vat_arrears = _payments(
-        rng, vat_due, _sigmoid(-3.6 + 1.1 * s), _sigmoid(0.3 - 0.6 * s)
-    )
+    vat_paid, vat_arrears = _payments(rng, vat_due, s, event=-3.6, repay=0.3)
     late = rng.random((n, total)) < _sigmoid(-3.2 + 0.9 * s - 0.3 * w.quality[:, None])
 
     rec = _Recorder(w, "tax", "province")
@@ -419,12 +420,7 @@ def _tax(rng: np.random.Generator, w: _World, active: BoolArray) -> tuple[pd.Dat
     small = np.isin(w.firms["size_class"].to_numpy(), ["micro", "small"])
     rate = np.where(small, 0.05, 0.25)[:, None]
     cit_due = np.maximum(margin, 0.0) * q_sales * rate
-    cit_paid, cit_arrears = _payments(
-        rng,
-        cit_due,
-        _sigmoid(-3.6 + 1.1 * s[:, quarter_end]),
-        _sigmoid(0.3 - 0.6 * s[:, quarter_end]),
-    )
+    cit_paid, cit_arrears = _payments(rng, cit_due, s[:, quarter_end], event=-3.6, repay=0.3)
     cols_q = np.zeros((n, total), dtype=bool)
     cols_q[:, quarter_end] = True
     full = {name: np.zeros((n, total)) for name in ("paid", "sales", "arrears")}
@@ -513,7 +509,7 @@ def _social_insurance(
     wage = w.ref["regions"]["si_base"].to_numpy(float)[w.region]
     due = headcount * wage[:, None] * 0.30
     s = w.stress
-    paid, arrears = _payments(rng, due, _sigmoid(-3.4 + 1.1 * s), _sigmoid(0.5 - 0.6 * s))
+    paid, arrears = _payments(rng, due, s, event=-3.4, repay=0.5)
     rec = _Recorder(w, "si", "city")
     frame = rec.frame(
         active,
@@ -536,7 +532,7 @@ def _provident_fund(
     wage = w.ref["regions"]["si_base"].to_numpy(float)[w.region]
     due = contributors * wage[:, None] * 0.24  # 12 % employer + 12 % employee
     s = w.stress
-    paid, arrears = _payments(rng, due, _sigmoid(-3.3 + 1.1 * s), _sigmoid(0.3 - 0.6 * s))
+    paid, arrears = _payments(rng, due, s, event=-3.3, repay=0.3)
     rec = _Recorder(w, "hpf", "city")
     frame = rec.frame(
         active,
@@ -874,6 +870,8 @@ def generate(
     has_si = streams[4].random(n) < 0.97
 
     tax_mask = _coverage_mask(streams[5], world, (0.7, 0.25, 0.05)) & authorized[:, [0]]
+    # firms in cash distress stop filing some VAT returns (no declaration, no record)
+    tax_mask &= streams[11].random(tax_mask.shape) >= _sigmoid(-5.5 + 1.3 * _window(world.stress))
     si_mask = (
         _coverage_mask(streams[6], world, (0.6, 0.3, 0.1)) & (authorized[:, 1] & has_si)[:, None]
     )
