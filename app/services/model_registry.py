@@ -255,12 +255,19 @@ def approved_model() -> ServingModel | None:
 
 
 def seed_demo_model(
-    n_enterprises: int = 3000, seed: int = 0, actor: User | None = None
+    n_enterprises: int = 3000,
+    seed: int = 0,
+    actor: User | None = None,
+    *,
+    recompute: bool = False,
 ) -> ModelVersion:
-    """Train a scorecard on a synthetic population (:mod:`ml.synth`), register and approve it.
+    """Train a scorecard on a synthetic population (:mod:`ml.synth`), register and approve it
+    (or approve the already registered identical artifact: same ``n_enterprises`` and
+    ``seed`` give the same model).
 
-    For the demo: a few seconds for 3,000 enterprises. Flushed, not committed; profiles are
-    recomputed by a job after the caller commits.
+    For the demo: a few seconds for 3,000 enterprises. Flushed, not committed. With
+    ``recompute`` every profile is recomputed by a job after the commit; by default the caller
+    computes the profiles it wants (:func:`app.services.profiles.compute_all`).
     """
     import numpy as np
 
@@ -297,5 +304,5 @@ def seed_demo_model(
             sa.select(ModelVersion).where(ModelVersion.content_hash == manifest["content_hash"])
         )
         version = existing or register(out, actor)
-    approve(version, actor)
+    approve(version, actor, recompute=recompute)
     return version

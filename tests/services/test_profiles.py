@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,18 @@ def test_records_changed_hook_recomputes(app_ctx: Flask, factory: Factory) -> No
     history = profiles.history(enterprise)
     assert len(history) == 1 and history[0].trigger == "records_changed"
     assert profiles.records_changed([]) is None
+
+
+def test_seed_demo_model_trains_registers_and_approves(app_ctx: Flask) -> None:
+    started = time.perf_counter()
+    version = model_registry.seed_demo_model(1200, seed=4)
+    db.session.commit()
+    assert time.perf_counter() - started < 30
+    assert version.status is ModelStatus.APPROVED and version.kind.value == "scorecard"
+    assert version.training_summary["n_train"] + version.training_summary["n_test"] == 1200
+    assert 0.5 < version.validation_report["test"]["auc"] <= 1.0
+    serving = model_registry.approved_model()
+    assert serving is not None and serving.version_id == version.id
+    again = model_registry.seed_demo_model(1200, seed=4)  # same artifact: no second version
+    assert again.id == version.id
+    assert db.session.query(ModelVersion).count() == 1
