@@ -43,9 +43,9 @@ def seed_demo_command(enterprises: int, activity: bool) -> None:
     current_app.config["JOBS_EAGER"] = True
     summary = demo.seed_demo(enterprises, password, activity=activity)
     db.session.commit()
-    records = profiles = 0
+    records = graded = 0
     if activity:
-        records, profiles = demo.seed_model_and_profiles()
+        records, graded = demo.seed_model_and_profiles()
         db.session.commit()
     click.echo(
         f"Demo ready: {summary.total_enterprises} enterprises "
@@ -54,7 +54,7 @@ def seed_demo_command(enterprises: int, activity: bool) -> None:
     if activity:
         click.echo(
             f"  {summary.products} new products, {summary.grants} new authorizations, "
-            f"{records} records collected, {profiles} credit profiles computed."
+            f"{records} records collected, {graded} enterprises graded."
         )
     for kind, email in demo.DEMO_LOGINS.items():
         click.echo(f"  {kind:<10} {email}")

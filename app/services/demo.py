@@ -206,7 +206,7 @@ def seed_demo(enterprises: int, password: str, *, activity: bool = True) -> Demo
 def seed_model_and_profiles() -> tuple[int, int]:
     """After the collection jobs have run: an approved model (trained on a synthetic
     population if none is approved yet) and a credit profile for every enterprise.
-    Returns (records stored, profiles computed)."""
+    Returns (records stored, enterprises whose latest profile has a grade)."""
     from app.services import model_registry, profiles
     from models.records import RECORD_MODELS
 
@@ -215,15 +215,19 @@ def seed_model_and_profiles() -> tuple[int, int]:
             current_app.config.get("DEMO_MODEL_ENTERPRISES", 3000), seed=2026
         )
         db.session.flush()
+    # Collection and model approval already recompute profiles (as jobs); here only the
+    # enterprises still without one get theirs.
     all_ids = list(db.session.scalars(sa.select(Enterprise.id)))
-    have = profiles.latest_profiles(all_ids)
-    missing = [i for i in all_ids if i not in have]
-    n_profiles = profiles.compute_all(missing, commit=False) if missing else 0
+    missing = [i for i in all_ids if i not in profiles.latest_profiles(all_ids)]
+    if missing:
+        profiles.compute_all(missing, commit=False)
+        db.session.flush()
+    graded = sum(1 for p in profiles.latest_profiles(all_ids).values() if p.grade is not None)
     records = sum(
         db.session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
         for model in RECORD_MODELS.values()
     )
-    return int(records), n_profiles
+    return int(records), graded
 
 
 def _seed_products(banks: list[Organization]) -> int:
