@@ -978,12 +978,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m ml synth",
         description="Generate a synthetic SME population with records and known default truth.",
     )
-    parser.add_argument("--enterprises", type=int, required=True, metavar="N")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--months", type=int, default=DEFAULT_MONTHS)
-    parser.add_argument("--as-of", type=dt.date.fromisoformat, default=DEFAULT_AS_OF)
-    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument(
+        "--enterprises", type=int, required=True, metavar="N", help="number of enterprises"
+    )
+    parser.add_argument("--seed", type=int, required=True, help="same seed, same files")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="directory for <table>.csv|parquet, truth.csv and meta.json",
+    )
+    parser.add_argument(
+        "--months",
+        type=int,
+        default=DEFAULT_MONTHS,
+        help=f"months of records up to --as-of (15-120, default {DEFAULT_MONTHS})",
+    )
+    parser.add_argument(
+        "--as-of",
+        type=dt.date.fromisoformat,
+        default=DEFAULT_AS_OF,
+        metavar="YYYY-MM-DD",
+        help=f"observation date; default {DEFAULT_AS_OF.isoformat()}",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        default="csv",
+        help="file format of the record tables (truth is always CSV)",
+    )
     args = parser.parse_args(argv)
     if args.enterprises < 1:
         parser.error("--enterprises must be at least 1")
