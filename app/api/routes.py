@@ -16,6 +16,7 @@ from app.extensions import limiter
 from app.services import audit, ingestion
 from ml import schema
 from models import db
+from models.base import utcnow
 from models.ingestion import IngestionBatch, RejectedRow
 from models.provider import ProviderClient
 
@@ -196,11 +197,20 @@ def _batch_body(batch: IngestionBatch) -> dict[str, Any]:
 
 def _ingest(
     client: ProviderClient, source: str, key: str, rows: list[dict[str, str]]
-) -> IngestionBatch:
+) -> tuple[IngestionBatch, bool]:
+    """The batch, and whether it is an earlier one with this key (a replay)."""
+    now = utcnow()
     try:
-        return ingestion.ingest_rows(
-            source, rows, provider=client.name, idempotency_key=key, actor=client.client_id
+        batch = ingestion.ingest_rows(
+            source,
+            rows,
+            provider=client.name,
+            idempotency_key=key,
+            actor=client.client_id,
+            now=now,
         )
+        # A new batch is received now; one found by its key was received before.
+        return batch, batch.received_at != now
     except ingestion.IdempotencyConflict as exc:
         db.session.rollback()
         raise ApiProblem(
@@ -238,15 +248,13 @@ def ingest(source: str) -> Response:
     client = _client_for(source)
     key = _idempotency_key()
     rows = _records()
-    replayed = ingestion.find_batch(client.name, key) is not None
     try:
-        batch = _ingest(client, source, key, rows)
+        batch, replayed = _ingest(client, source, key, rows)
         db.session.commit()
     except IntegrityError:
         # A concurrent request with the same key won the race: now it is a replay (or 409).
         db.session.rollback()
-        batch = _ingest(client, source, key, rows)
-        replayed = True
+        batch, replayed = _ingest(client, source, key, rows)
     response = jsonify(_batch_body(batch))
     response.status_code = 201
     if replayed:
