@@ -15,6 +15,18 @@ Artifact layout (a directory; every file listed with its sha256 in ``manifest.js
 Nothing is unpickled: every file is JSON, CSV or LightGBM text, so loading cannot execute code.
 skops is therefore not needed (it exists to make sklearn *pickles* safe; we have none).
 
+Typical use by the portal (an approved model version stored under a trusted directory)::
+
+    from ml.artifacts import load_model
+    from ml.features import FEATURE_NAMES, build_features
+
+    model = load_model(store / version_dir, trusted_base=store, expected_features=FEATURE_NAMES)
+    row = build_features(tables, as_of).loc[uscc].to_dict()   # one enterprise
+    decision = model.decide(row)        # .pd .score .grade .reasons .counterfactual
+    decision.to_dict()                  # JSON-ready, reasons/recourse in zh and en
+    model.score_table(features_frame)   # batch: pd, score, grade, reasons (JSON)
+    model.meta["manifest"]["content_hash"]   # the ModelVersion's artifact hash
+
 Loading (:func:`load_model`) only reads from inside a trusted base directory: the resolved model
 directory and every file in it (symlinks resolved) must lie inside the resolved base, every hash
 must match, and ``expected_features`` (if given) must equal the model's feature list —
