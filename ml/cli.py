@@ -319,15 +319,25 @@ def cmd_train_records(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    """Score a records directory (``uscc`` key) or, with ``--table``, any CSV with the
+    columns a ``train --table`` model was trained on (other columns are ignored)."""
     from ml.artifacts import default_model_root, load_model
+    from ml.tabular import table_features
 
-    records = Path(args.records)
     model_path = Path(args.model)
     base = Path(args.trusted_base) if args.trusted_base else default_model_root(model_path)
-    features, _tables, _as_of = records_features(records, args.as_of)
-    model = load_model(model_path, trusted_base=base, expected_features=list(features.columns))
+    if (args.records is None) == (args.table is None):
+        raise CLIError("give exactly one of --records DIR or --table FILE.csv")
+    if args.records is not None:
+        features, _tables, _as_of = records_features(Path(args.records), args.as_of)
+        model = load_model(model_path, trusted_base=base, expected_features=list(features.columns))
+        key_name, keys = "uscc", features.index.to_numpy()
+    else:
+        model = load_model(model_path, trusted_base=base)
+        features, keys = table_features(args.table, model.feature_names, args.id)
+        key_name = args.id or "row"
     table = model.score_table(features)
-    table.insert(0, "uscc", features.index.to_numpy())
+    table.insert(0, key_name, keys)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False, float_format="%.6g")
@@ -386,9 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--cv", action="store_true", help="also report 5-fold CV AUC")
     rec.set_defaults(func=cmd_train_records)
 
-    score = sub.add_parser("score", help="score every enterprise of a records directory")
+    score = sub.add_parser(
+        "score", help="score every enterprise of a records directory (or rows of a CSV)"
+    )
     score.add_argument("--model", required=True, metavar="DIR2")
-    score.add_argument("--records", required=True, metavar="DIR")
+    score.add_argument("--records", metavar="DIR", help="synth-shaped records directory")
+    score.add_argument("--table", metavar="FILE.csv", help="a CSV for a train --table model")
+    score.add_argument("--id", metavar="COL", help="with --table: key column to copy (else row)")
     score.add_argument("--out", required=True, metavar="scores.csv")
     score.add_argument("--as-of", help="observation date (default: DIR/meta.json as_of)")
     score.add_argument(

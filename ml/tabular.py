@@ -271,6 +271,28 @@ def _category_text(v: object) -> str:
     return str(v)
 
 
+def table_features(
+    path: str | Path, features: Sequence[str], id_column: str | None = None
+) -> tuple[pd.DataFrame, npt.NDArray[Any]]:
+    """The model's ``features`` from a scoring CSV (typed as in :func:`load_table`) and the
+    key per row (``id_column`` values, else the 1-based data row number). Missing feature
+    columns raise :class:`FeatureSetError`; other columns are ignored."""
+    source = str(path)
+    frame = read_csv(path)
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise FeatureSetError(f"{source}", missing, [])
+    if id_column is not None and id_column not in frame.columns:
+        raise TableError(f"{source}: no id column {id_column!r}")
+    columns, _categorical = _column_types(frame[list(features)], source)
+    keys = (
+        frame[id_column].to_numpy(dtype=object)
+        if id_column is not None
+        else np.arange(1, len(frame) + 1)
+    )
+    return pd.DataFrame(columns), keys
+
+
 def check_feature_set(
     model_features: Sequence[str], input_columns: Sequence[str], what: str
 ) -> None:

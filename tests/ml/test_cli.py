@@ -239,3 +239,29 @@ def test_exit_status_through_python_m(tmp_path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {tmp_path / 'x.csv'}: no such file"
+
+
+def test_score_a_table_with_a_table_model(table, tmp_path, capsys) -> None:
+    out = tmp_path / "tm"
+    assert run(capsys, "train", "--table", table, "--target", "status", "--positive", "bad",
+               "--model", "scorecard", "--out", out)[0] == 0  # fmt: skip
+    new = tmp_path / "new.csv"
+    pd.DataFrame(
+        {
+            "ref": ["a1", "a2"],
+            "debt": [0.2, 6.0],
+            "income": [70.0, None],
+            "region": ["north", "west"],
+        }
+    ).to_csv(new, index=False)
+    scores = tmp_path / "s.csv"
+    code, _, err = run(
+        capsys, "score", "--model", out, "--table", new, "--id", "ref", "--out", scores
+    )
+    assert code == 0, err
+    result = pd.read_csv(scores)
+    assert list(result.columns) == ["ref", "pd", "score", "grade", "reasons"]
+    assert result["pd"].iloc[1] > result["pd"].iloc[0]  # much more debt, unknown income
+    pd.DataFrame({"debt": [1.0], "region": ["north"]}).to_csv(new, index=False)
+    code, _, err = run(capsys, "score", "--model", out, "--table", new, "--out", scores)
+    assert code == 2 and "input lacks column(s) the model needs: income" in err
