@@ -7,6 +7,7 @@ Commands (exact; other code and checks rely on them)::
                        --model scorecard|gbm [--seed S] --out DIR
     python -m ml train-records --records DIR --model scorecard|gbm [--seed S] --out DIR2
     python -m ml score --model DIR2 --records DIR --out scores.csv
+    python -m ml score --model DIR --table FILE.csv [--id COL] --out scores.csv
 
 ``train`` writes ``DIR/model/`` (see :mod:`ml.artifacts`), ``DIR/report.json`` (hold-out
 ``auc, ks, gini, brier, ece, n_train, n_test``, ``cv_auc_mean``/``cv_auc_std`` from 5-fold
