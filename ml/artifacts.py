@@ -301,28 +301,26 @@ class RiskModel:
 
     def _decide_gbm(self, row: Mapping[str, Any], with_cf: bool) -> Decision:
         est = _as_gbm(self.estimator)
-        frame = _row_frame(row, est)
-        pts, base = est.point_contributions(frame)
+        base_vec = est.row_matrix(row)
+        pts, base = est.matrix_contributions(base_vec)
         score = float(base[0] + pts[0].sum())
         pd_ = float(est.pd_from_score(score))
         g = self._grade_index(pd_)
         names = est.feature_names_
-        values = [frame[name].to_numpy(dtype=object) for name in names]
+        values = [[row.get(name)] for name in names]
         reasons = reasons_from_effects(
             names, np.maximum(-pts, 0.0), np.maximum(pts, 0.0), values, self.labels
         )[0]
         cf = None
         if with_cf:
             target, threshold = self._threshold(g)
-
-            base_vec = est.matrix(frame)[0]
             column = {name: i for i, name in enumerate(est.feature_names_)}
 
             def subset_scores(
                 subsets: Sequence[Sequence[int]], changes: Sequence[dict[str, float]]
             ) -> list[float]:
                 """All subsets in one booster call on a matrix of modified copies of the row."""
-                M = np.repeat(base_vec[None, :], len(subsets), axis=0)
+                M = np.repeat(base_vec, len(subsets), axis=0)
                 for k, subset in enumerate(subsets):
                     for i in subset:
                         for name, value in changes[i].items():
@@ -362,23 +360,6 @@ def _slot(scorer: SingleRowScorer, j: int, value: float) -> int:
     if scorer.kinds[j] == NUMERIC:
         return bisect.bisect_right(scorer.splits[j], value)
     return scorer.codes[j].get(str(value), scorer.n_categories[j])
-
-
-def _row_frame(row: Mapping[str, Any], est: GBMModel) -> pd.DataFrame:
-    return _rows_frame([row], est)
-
-
-def _rows_frame(rows: Sequence[Mapping[str, Any]], est: GBMModel) -> pd.DataFrame:
-    data: dict[str, Any] = {}
-    for name, kind in est.feature_kinds_.items():
-        col = [r.get(name) for r in rows]
-        if kind == NUMERIC:
-            data[name] = np.array(
-                [np.nan if v is None else float(v) for v in col], dtype=np.float64
-            )
-        else:
-            data[name] = pd.Series(col, dtype=object)
-    return pd.DataFrame(data)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -242,11 +242,36 @@ class GBMModel(ClassifierMixin, BaseEstimator):
         p = np.clip(np.asarray(pd_, dtype=np.float64), 1e-15, 1 - 1e-15)
         return self.offset_ + self.factor_ * np.log((1 - p) / p)
 
+    def row_matrix(self, row: Mapping[str, Any]) -> FloatArray:
+        """One-row model matrix straight from a ``feature → value`` mapping (missing key or
+        None/NaN = missing; unseen category = missing). Raises ``ValueError`` for text in a
+        numeric feature. The fast path for single decisions (no pandas)."""
+        check_is_fitted(self)
+        out = np.full((1, len(self.feature_kinds_)), np.nan)
+        for j, (name, kind) in enumerate(self.feature_kinds_.items()):
+            v = row.get(name)
+            if v is None or (isinstance(v, float) and v != v):
+                continue
+            if kind == NUMERIC:
+                try:
+                    out[0, j] = float(v)
+                except (TypeError, ValueError):
+                    raise ValueError(f"feature {name!r} must be numeric; got {v!r}") from None
+            else:
+                text = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+                code = self.category_codes_[name].get(text)
+                if code is not None:
+                    out[0, j] = code
+        return out
+
     def point_contributions(self, X: Any) -> tuple[FloatArray, FloatArray]:
         """Per-feature contributions in score points, shape ``(n, n_features)``, and the base
         points per row; ``base + contributions.sum(1)`` equals :meth:`credit_score`."""
         check_is_fitted(self)
-        M = self.matrix(X)
+        return self.matrix_contributions(self.matrix(X))
+
+    def matrix_contributions(self, M: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """:meth:`point_contributions` for an already-built model matrix."""
         contrib = np.asarray(
             self.booster_.predict(M, pred_contrib=True, num_threads=self._threads(len(M))),
             dtype=np.float64,

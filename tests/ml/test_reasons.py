@@ -192,3 +192,15 @@ def test_counterfactual_missing_value_cannot_be_acted_on(sc_model) -> None:
 def test_decide_refuses_unknown_features(sc_model) -> None:
     with pytest.raises(ValueError, match="not trained on: turnover"):
         sc_model.decide({"turnover": 1.0})
+
+
+def test_gbm_single_decision_matches_batch(gbm_model, data) -> None:
+    X, _ = data
+    X = X.iloc[:50]
+    batch = gbm_model.predict(X)
+    explained = gbm_model.explain(X)
+    for i, row in enumerate(X.to_dict("records")):
+        decision = gbm_model.decide(row, counterfactual=False)
+        assert decision.pd == pytest.approx(batch["pd"].iloc[i], rel=1e-9)
+        assert decision.grade == batch["grade"].iloc[i]
+        assert [r.feature for r in decision.reasons] == [r.feature for r in explained[i]]
