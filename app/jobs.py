@@ -24,6 +24,7 @@ message, after rolling back what the body had not committed.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import threading
@@ -33,6 +34,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from flask import Flask, current_app
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -143,6 +146,25 @@ def _dispatch_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop(_PENDING, None)
+
+
+def fail_stale(older_than: dt.timedelta, now: dt.datetime | None = None) -> int:
+    """Mark jobs still queued or running ``older_than`` after they were created as failed
+    (the process running them stopped: a deploy, a crash), so nobody waits for them. Run
+    it from cron (``flask jobs fail-stale``) with a margin above the longest job. Returns
+    how many jobs it marked."""
+    now = now or utcnow()
+    with force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "zh")):
+        message = str(_l("Interrupted: the process running this job stopped. Start it again."))
+    result = db.session.execute(
+        sa.update(Job)
+        .where(
+            Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+            Job.created_at < now - older_than,
+        )
+        .values(status=JobStatus.FAILED, message=message, finished_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _body(kind: str) -> JobBody | None:

@@ -22,7 +22,7 @@ def _init(state: BlueprintSetupState) -> None:
     from app.api import oauth
     from app.api.cli import providers_group
     from app.connectors import config_from_env
-    from app.connectors.cli import collection_group
+    from app.connectors.cli import collection_group, jobs_group
 
     app = cast(Flask, state.app)
     # The connector settings from XINYIDAI_* environment variables; configuration passed to
@@ -32,6 +32,7 @@ def _init(state: BlueprintSetupState) -> None:
     oauth.init_app(app)
     app.cli.add_command(providers_group)
     app.cli.add_command(collection_group)
+    app.cli.add_command(jobs_group)
 
 
 @bp.errorhandler(ApiProblem)

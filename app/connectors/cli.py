@@ -1,10 +1,14 @@
-"""``flask collection ...``: collecting records outside a request (cron, operators)."""
+"""``flask collection ...`` and ``flask jobs ...``: the background work, from cron or an
+operator's shell."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import click
 from flask.cli import AppGroup
 
+from app import jobs
 from app.services import collection
 from models import db
 
@@ -19,3 +23,21 @@ def run_due() -> None:
     click.echo(f"Started {len(jobs)} collection job(s).")
     for job in jobs:
         click.echo(f"  job {job.id}: authorization {job.authorization_id}")
+
+
+jobs_group = AppGroup("jobs", help="Background jobs.")
+
+
+@jobs_group.command("fail-stale")
+@click.option(
+    "--minutes",
+    default=60,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Jobs queued or running longer than this are marked failed.",
+)
+def fail_stale(minutes: int) -> None:
+    """Mark jobs whose process stopped as failed (run it from cron)."""
+    count = jobs.fail_stale(dt.timedelta(minutes=minutes))
+    db.session.commit()
+    click.echo(f"Marked {count} interrupted job(s) failed.")

@@ -3,6 +3,7 @@ body marks the job failed; the thread runner of the embedded default."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -101,3 +102,23 @@ def test_other_backends_are_named_in_the_error(app, monkeypatch):
     monkeypatch.setitem(app.config, "JOBS_BACKEND", "celery")
     with pytest.raises(ValueError, match="JOBS_BACKEND='celery'"):
         jobs.runner_for(app)
+
+
+def test_stale_jobs_are_marked_failed_so_nobody_waits_forever(app, app_ctx, runner):
+    old = Job(kind="test-echo", status=JobStatus.RUNNING, params={})
+    fresh = Job(kind="test-echo", status=JobStatus.QUEUED, params={})
+    done = Job(kind="test-echo", status=JobStatus.SUCCEEDED, params={})
+    db.session.add_all([old, fresh, done])
+    db.session.flush()
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    db.session.execute(
+        sa.update(Job).where(Job.id.in_([old.id, done.id])).values(created_at=long_ago)
+    )
+    db.session.commit()
+    result = runner.invoke(args=["jobs", "fail-stale", "--minutes", "60"])
+    assert result.exit_code == 0, result.output
+    assert "Marked 1 interrupted job(s) failed." in result.output
+    assert fetch(old.id).status is JobStatus.FAILED
+    assert fetch(old.id).message == "已中断：运行此任务的进程已停止。请重新开始。"
+    assert fetch(fresh.id).status is JobStatus.QUEUED
+    assert fetch(done.id).status is JobStatus.SUCCEEDED
