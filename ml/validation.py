@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,6 +36,8 @@ FloatArray = npt.NDArray[np.float64]
 SEGMENT_COLUMNS = ("industry", "region", "size_class")
 MIN_SEGMENT = 30
 PSI_FLOOR = 1e-4
+PSI_SHIFTED = 0.25
+"""PSI above which a variable counts as shifted (flagged in the HTML report)."""
 
 
 class ProbaModel(Protocol):
@@ -317,12 +319,18 @@ def _cell(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _table(rows: Sequence[Mapping[str, Any]]) -> str:
+def _table(
+    rows: Sequence[Mapping[str, Any]], flag: Callable[[Mapping[str, Any]], bool] | None = None
+) -> str:
+    """HTML table; rows for which ``flag`` is true are marked ``class="bad"``."""
     if not rows:
         return "<p>—</p>"
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r.values()) + "</tr>" for r in rows
+        ("<tr class='bad'>" if flag is not None and flag(r) else "<tr>")
+        + "".join(f"<td>{_cell(v)}</td>" for v in r.values())
+        + "</tr>"
+        for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -357,11 +365,17 @@ def report_html(report: Mapping[str, Any], title: str = "Model validation report
         psi_rows = [{"variable": "score", "psi": report["psi"]["score"]}] + [
             {"variable": k, "psi": v} for k, v in report["psi"]["features"].items()
         ]
-        parts.append("<h2>Population stability (hold-out vs training)</h2>" + _table(psi_rows))
+        parts.append(
+            "<h2>Population stability (hold-out vs training)</h2>"
+            + _table(psi_rows, lambda r: (r["psi"] or 0.0) > PSI_SHIFTED)
+        )
     mono = report.get("monotonicity") or {}
     if mono:
         rows = [{"feature": k, **v} for k, v in mono.items()]
-        parts.append("<h2>Monotonicity of constrained features</h2>" + _table(rows))
+        parts.append(
+            "<h2>Monotonicity of constrained features</h2>"
+            + _table(rows, lambda r: not r.get("ok", True))
+        )
     for pop in ("train", "test"):
         for seg, rows in (report.get(pop, {}).get("segments") or {}).items():
             parts.append(f"<h2>By {html.escape(seg)} — {pop}</h2>" + _table(rows))

@@ -119,3 +119,12 @@ def test_report_dict_and_html() -> None:
     assert "<title>Report &lt;test&gt;</title>" in page
     assert "Calibration by decile — test" in page
     assert "Population stability" in page and "By industry — train" in page
+
+
+def test_html_flags_shifted_and_non_monotone_rows() -> None:
+    report = {
+        "psi": {"score": 0.01, "features": {"a": 0.4}},
+        "monotonicity": {"b": {"expected": "ascending", "violations": 3, "ok": False}},
+    }
+    page = report_html(report)
+    assert page.count("<tr class='bad'>") == 2
