@@ -46,7 +46,7 @@ from models.ingestion import BatchStatus, IngestionBatch, RejectedRow
 from models.records import RECORD_MODELS
 
 CHINA = ZoneInfo("Asia/Shanghai")
-CHUNK_ROWS = 50_000
+CHUNK_ROWS = 100_000
 MAX_TEXT = 64
 _META = frozenset({"provider", "batch_id", "version"})
 
@@ -568,15 +568,34 @@ class _Ingestion:
     # Versions -----------------------------------------------------------------------
 
     def _load_latest(self, usccs: set[str]) -> None:
+        """The latest (version, content hash) of every stored record of these enterprises.
+
+        On PostgreSQL the lookup goes enterprise by enterprise through the unique index
+        (a LATERAL subquery behind an ``OFFSET 0`` fence): a plain ``uscc IN (...)`` over
+        a table that just grew by a million rows and has no fresh statistics is planned as
+        a sequential scan per chunk, which made large batches quadratic.
+        """
         table = self.model.__table__
         key_cols = [table.c[k] for k in self.key_columns]
         wanted = sorted(usccs)
         size = 20_000 if self.postgres else 900
         found: dict[tuple[str, ...], tuple[int, str]] = {}
+        columns = ", ".join(f'r."{k}"' for k in (*self.key_columns, "version", "content_hash"))
+        # Identifiers come from the models, never from input; the USCCs are a bound array.
+        lateral = sa.text(
+            f"SELECT t.* FROM unnest(CAST(:usccs AS varchar[])) AS u(uscc) "  # noqa: S608
+            f'CROSS JOIN LATERAL (SELECT {columns} FROM "{self.model.__tablename__}" AS r '
+            f"WHERE r.uscc = u.uscc OFFSET 0) AS t"
+        )
         for start in range(0, len(wanted), size):
             part = wanted[start : start + size]
-            condition = table.c.uscc.in_(part)
-            stmt = sa.select(*key_cols, table.c.version, table.c.content_hash).where(condition)
+            stmt: sa.Executable
+            if self.postgres:
+                stmt = lateral.bindparams(usccs=part)
+            else:
+                stmt = sa.select(*key_cols, table.c.version, table.c.content_hash).where(
+                    table.c.uscc.in_(part)
+                )
             for record in db.session.execute(stmt):
                 key = tuple(str(v) for v in record[: len(key_cols)])
                 version, digest = record[-2], record[-1]
