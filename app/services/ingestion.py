@@ -435,11 +435,15 @@ class _Ingestion:
         self.usccs: dict[str, str | _Bad] = {}
         self.enterprise_ids: dict[str, int | None] = {}
         self.windows: dict[str, authorization.CollectionWindow | None] = {}
+        self.window_months: dict[int, tuple[str, str]] = {}  # 'YYYY-MM' sort as months do
         self.latest: dict[tuple[str, ...], tuple[int, str]] = {}
         self.per_enterprise: dict[int, _Counts] = {}
         self.postgres = db.session.get_bind().dialect.name == "postgresql"
         self.rejected_rows = 0
         self.rejections: list[_Rejection] = []
+        # Raw rows of invalid rows with a valid USCC: their values are dropped afterwards if
+        # the enterprise is not registered or has not authorized collection.
+        self.invalid_of: list[tuple[str, dict[str, Any]]] = []
         self.required = required_columns(source)
         self.parsers = [(c.name, c.bind(self.clock), c.optional) for c in self.columns]
         self.has_optional = any(c.optional for c in self.columns)
@@ -500,6 +504,8 @@ class _Ingestion:
             self.rejections.extend(
                 _Rejection(line, name, code, message, raw) for name, code, message in errors
             )
+            if errors[0][0] != "uscc":  # the enterprise is known: minimise once grants are
+                self.invalid_of.append((uscc, raw))
             self.rejected_rows += 1
             return None
         if self.has_optional:
@@ -534,6 +540,17 @@ class _Ingestion:
                 for uscc in part:
                     self.windows[uscc] = windows.get(uscc)
 
+    def _minimise_invalid(self) -> None:
+        """Keep only the key of an invalid row whose enterprise may not be collected."""
+        keep = (*self.key_columns, schema.PERIOD_COLUMN[self.source])
+        for uscc, raw in self.invalid_of:
+            unknown = self.enterprise_ids.get(uscc) is None
+            if unknown or (self.scope is not None and self.windows.get(uscc) is None):
+                for name in list(raw):
+                    if name not in keep:
+                        del raw[name]
+        self.invalid_of = []
+
     def full_key(self, uscc: str, values: list[str | None]) -> tuple[str, ...]:
         first, second = self.key_index  # natural keys have at most two columns after uscc
         return (uscc, values[first] or "", values[second] or "")
@@ -548,8 +565,11 @@ class _Ingestion:
         if self.source == schema.TAX_CREDIT_RATING:
             inside = window.data_from.year <= int(period) <= window.data_to.year
         else:
-            first = dt.date(int(period[:4]), int(period[5:7]), 1)
-            inside = window.data_from <= first <= window.data_to
+            months = self.window_months.get(window.authorization_id)
+            if months is None:
+                months = (f"{window.data_from:%Y-%m}", f"{window.data_to:%Y-%m}")
+                self.window_months[window.authorization_id] = months
+            inside = months[0] <= period <= months[1]
         if inside:
             return None
         return (
@@ -618,7 +638,8 @@ class _Ingestion:
             result = validate(line, texts, mapping)
             if result is not None:
                 valid.append(result)
-        self._lookup({row.uscc for row in valid})
+        self._lookup({row.uscc for row in valid} | {uscc for uscc, _ in self.invalid_of})
+        self._minimise_invalid()
 
         authorized: list[tuple[_Row, int]] = []
         enterprise_ids = self.enterprise_ids

@@ -383,3 +383,15 @@ def test_public_credit_dates_and_enums(app_ctx, factory, field, value, code):
     batch = _ingest([row], source="public_credit", provider="creditchina")
     assert batch.rejected == 1 and _count(PublicCreditRecord) == 0
     assert [(r.field, r.code) for r in _rejections(batch)] == [(field, code)]
+
+
+def test_invalid_rows_of_enterprises_without_a_grant_keep_only_their_key(app_ctx, factory):
+    granted, _, _ = _enterprise(factory)
+    never, _, _ = _enterprise(factory, grant=False)
+    batch = _ingest(
+        [_tax(granted.uscc, amount_paid="-1"), _tax(never.uscc, amount_paid="-1", arrears="7")]
+    )
+    first, second = _rejections(batch)
+    assert first.raw["amount_paid"] == "-1" and first.raw["arrears"] == "0"
+    assert second.code == "negative"
+    assert second.raw == {"uscc": never.uscc, "period": "2026-09", "tax_type": "VAT"}
