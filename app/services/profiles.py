@@ -399,10 +399,10 @@ def compute_all(
     commits it with ``commit=True``, for jobs). Returns the number of snapshots added."""
     now = now or utcnow()
     serving = model_registry.approved_model()
-    query = sa.select(Enterprise.id).order_by(Enterprise.id)
-    if enterprise_ids is not None:
-        query = query.where(Enterprise.id.in_(list(enterprise_ids)))
-    ids = list(db.session.scalars(query))
+    if enterprise_ids is None:
+        ids = list(db.session.scalars(sa.select(Enterprise.id).order_by(Enterprise.id)))
+    else:
+        ids = sorted(set(enterprise_ids))  # unknown ids simply find no enterprise
     added = 0
     for part in _chunks(ids, chunk):
         enterprises = list(
@@ -420,18 +420,69 @@ def compute_all(
     return added
 
 
-def latest_profiles(enterprise_ids: Iterable[int]) -> dict[int, CreditProfile]:
-    """The newest snapshot per enterprise (enterprises without one are absent)."""
-    ids = list(enterprise_ids)
-    if not ids:
-        return {}
-    newest = (
+_IN_CHUNK = 5000
+"""Ids per ``IN (...)`` list (SQLite allows 32,766 bound parameters per statement)."""
+
+
+def _newest_ids(ids: Sequence[int]) -> sa.Select[Any]:
+    return (
         sa.select(sa.func.max(CreditProfile.id))
         .where(CreditProfile.enterprise_id.in_(ids))
         .group_by(CreditProfile.enterprise_id)
     )
-    found = db.session.scalars(sa.select(CreditProfile).where(CreditProfile.id.in_(newest)))
-    return {p.enterprise_id: p for p in found}
+
+
+def latest_profiles(enterprise_ids: Iterable[int]) -> dict[int, CreditProfile]:
+    """The newest snapshot per enterprise (enterprises without one are absent)."""
+    found: dict[int, CreditProfile] = {}
+    for part in _chunks(sorted(set(enterprise_ids)), _IN_CHUNK):
+        for profile in db.session.scalars(
+            sa.select(CreditProfile).where(CreditProfile.id.in_(_newest_ids(part)))
+        ):
+            found[profile.enterprise_id] = profile
+    return found
+
+
+FACT_COLUMNS = (
+    "profile_id",
+    "computed_at",
+    "model_version_id",
+    "grade",
+    "grade_rank",
+    "pd",
+    "public_credit_class",
+    "annual_sales",
+    "tax_months",
+    "social_months",
+    "knockouts",
+)
+
+
+def latest_facts(enterprise_ids: Iterable[int] | None = None) -> pd.DataFrame:
+    """The newest snapshot's matching facts as a frame indexed by ``enterprise_id`` (all
+    enterprises with a profile when ``enterprise_ids`` is None): columns :data:`FACT_COLUMNS`;
+    ``pd`` and ``annual_sales`` as float (NaN when absent), months and rank as float too.
+    Reads only these columns, so it suits vectorized matching over many enterprises."""
+    c = CreditProfile
+    columns = (c.enterprise_id, c.id, c.computed_at, c.model_version_id, c.grade, c.grade_rank,
+               sa.type_coerce(c.pd, sa.Float()), c.public_credit_class,
+               sa.type_coerce(c.annual_sales, sa.Float()), c.tax_months, c.social_months,
+               c.knockouts)  # fmt: skip
+    if enterprise_ids is None:
+        newest = sa.select(sa.func.max(c.id)).group_by(c.enterprise_id).scalar_subquery()
+        queries = [sa.select(*columns).where(c.id.in_(newest))]
+    else:
+        queries = [
+            sa.select(*columns).where(c.id.in_(_newest_ids(part)))
+            for part in _chunks(sorted(set(enterprise_ids)), _IN_CHUNK)
+        ]
+    rows = [row for query in queries for row in db.session.execute(query).all()]
+    frame = pd.DataFrame(
+        [tuple(row) for row in rows], columns=["enterprise_id", *FACT_COLUMNS]
+    ).set_index("enterprise_id")
+    for column in ("pd", "annual_sales", "grade_rank", "tax_months", "social_months"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+    return frame.sort_index()
 
 
 def latest_profile(enterprise: Enterprise) -> CreditProfile | None:

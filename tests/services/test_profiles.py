@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from app.services import model_registry, profiles
@@ -138,6 +139,17 @@ def test_batch_matches_single_profiles(
         assert batch.counterfactual == single.counterfactual
         assert batch.content_hash != single.content_hash  # the trigger differs
 
+    facts = profiles.latest_facts([e.id for e in enterprises] + [999_999])
+    assert list(facts.index) == [e.id for e in enterprises]
+    for enterprise in enterprises:
+        row, profile = facts.loc[enterprise.id], latest[enterprise.id]
+        assert row["profile_id"] == profile.id and row["grade"] == profile.grade
+        assert row["grade_rank"] == profile.grade_rank
+        assert row["pd"] == pytest.approx(float(profile.pd or 0))
+        assert row["annual_sales"] == float(profile.annual_sales or 0)
+        assert row["social_months"] == profile.social_months
+    assert facts.equals(profiles.latest_facts())
+
 
 def test_approving_a_version_retires_the_previous(
     app_ctx: Flask, factory: Factory, trained_model_dir: Path, tmp_path: Path
@@ -261,3 +273,21 @@ def test_seed_demo_model_trains_registers_and_approves(app_ctx: Flask) -> None:
     again = model_registry.seed_demo_model(1200, seed=4)  # same artifact: no second version
     assert again.id == version.id
     assert db.session.query(ModelVersion).count() == 1
+
+
+def test_the_database_holds_one_approved_version_per_kind(
+    app_ctx: Flask, trained_model_dir: Path
+) -> None:
+    first = model_registry.register(trained_model_dir, None)
+    db.session.commit()
+    other = ModelVersion(
+        kind=first.kind,
+        directory="elsewhere",
+        content_hash="f" * 64,
+        status=ModelStatus.APPROVED,
+    )
+    first.status = ModelStatus.APPROVED
+    db.session.add(other)
+    with pytest.raises(sa.exc.IntegrityError):
+        db.session.flush()
+    db.session.rollback()
