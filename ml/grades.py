@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +125,3 @@ class GradeScale:
 def load_grade_scale(path: str | Path | None = None) -> GradeScale:
     """Load the band table (default: the packaged ``ml/data/grade_bands.csv``)."""
     return GradeScale.from_csv(DEFAULT_BANDS_PATH if path is None else path)
-
-
-def grade_names(scale: GradeScale) -> Sequence[str]:
-    return scale.grades
