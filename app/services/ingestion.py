@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import gc
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -959,11 +960,30 @@ def _audit(
         )
         event.hash = audit.chain_hash(prev_hash, event)
         prev_hash = event.hash
-        params.append(
-            {c.key: getattr(event, c.key) for c in AuditEvent.__table__.columns if c.key != "id"}
-        )
-    if params:
+        params.append({name: getattr(event, name) for name in _AUDIT_COLUMNS})
+    if not params:
+        return
+    if work.postgres:
+        lines = [
+            "\t".join(_copy_value(record[name]) for name in _AUDIT_COLUMNS) + "\n"
+            for record in params
+        ]
+        _copy(AuditEvent.__tablename__, list(_AUDIT_COLUMNS), lines)
+    else:
         db.session.execute(sa.insert(cast(sa.Table, AuditEvent.__table__)), params)
+
+
+_AUDIT_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns if c.key != "id")
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, dict):
+        return _copy_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return _copy_text(str(value))
 
 
 # Reading, for the office pages --------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import authorization
+from app.services import audit, authorization
 from models import AuthorizationKind, Enterprise, OrgKind, Role, User
 from models.ingestion import IngestionBatch, RejectedRow
 from models.records import TaxRecord
@@ -87,6 +87,7 @@ def test_officer_uploads_a_csv_and_sees_every_rejected_row(client, app, factory,
         batch = db.session.scalar(sa.select(IngestionBatch))
         assert batch.filename == "tax.csv" and batch.submitted_by_user_id is not None
         assert db.session.scalar(sa.select(TaxRecord.period)) == m1
+        assert audit.verify().ok  # the per-enterprise events chain on, Chinese names and all
     listing = client.get("/office/ingestion").get_data(as_text=True)
     assert f'data-batch="{batch.id}"' in listing and "福州市税务局" in listing
 
