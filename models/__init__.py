@@ -14,14 +14,18 @@ from models.authorization import (
 )
 from models.base import Base, db, utcnow
 from models.enterprise import Enterprise, SizeClass
+from models.ingestion import IngestionBatch, RejectedRow
 from models.job import Job, JobStatus
 from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.organization import Organization, OrgKind
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
 from models.profile import CreditProfile
+from models.provider import ProviderClient, ProviderToken
+from models.records import RECORD_MODELS
 from models.user import Role, User, UserSession
 
 __all__ = [
+    "RECORD_MODELS",
     "AuditEvent",
     "Authorization",
     "AuthorizationKind",
@@ -30,6 +34,7 @@ __all__ = [
     "CreditProfile",
     "Enterprise",
     "FetchFrequency",
+    "IngestionBatch",
     "Job",
     "JobStatus",
     "LoanProduct",
@@ -40,7 +45,10 @@ __all__ = [
     "Organization",
     "ProductStatus",
     "ProductType",
+    "ProviderClient",
+    "ProviderToken",
     "Purpose",
+    "RejectedRow",
     "RepaymentMethod",
     "Role",
     "SizeClass",

@@ -29,7 +29,8 @@ class AuditEvent(Base):
     # What happened, e.g. "authorization.grant", "profile.view", "ingestion.batch".
     action: Mapped[str] = mapped_column(sa.String(60), index=True)
     enterprise_id: Mapped[int | None] = mapped_column(sa.ForeignKey("enterprise.id"), index=True)
-    scope: Mapped[str | None] = mapped_column(sa.String(40))
+    # One scope, or several comma-joined (a grant of all four is 45 characters).
+    scope: Mapped[str | None] = mapped_column(sa.String(100))
     object_type: Mapped[str | None] = mapped_column(sa.String(40))
     object_id: Mapped[str | None] = mapped_column(sa.String(64))
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)

@@ -223,5 +223,8 @@ def job_progress(job_id: int) -> Any:
     if job is None or job.enterprise_id != enterprise.id:
         abort(404)
     return render_template(
-        "enterprise/_job_progress.html", job=job, scope_labels=authorization.SCOPE_LABELS
+        "enterprise/_job_progress.html",
+        job=job,
+        scope_labels=authorization.SCOPE_LABELS,
+        step_message=collection.step_message,
     )

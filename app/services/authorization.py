@@ -258,7 +258,10 @@ def _candidate_grants(
         stmt = stmt.where(
             sa.or_(Authorization.grantee_org_id == bank_id, Authorization.all_banks.is_(True))
         )
-    return list(db.session.scalars(stmt.order_by(Authorization.granted_at.desc())))
+    # populate_existing: a grant already in this session (loaded earlier in the request or
+    # job) is re-read, so a revocation committed by another session counts at once.
+    stmt = stmt.order_by(Authorization.granted_at.desc()).execution_options(populate_existing=True)
+    return list(db.session.scalars(stmt))
 
 
 def decide(
