@@ -47,7 +47,10 @@ log = logging.getLogger(__name__)
 JobBody = Callable[[Job], None]
 _bodies: dict[str, JobBody] = {}
 # Where each kind's body is defined, so a worker that has not imported it yet finds it.
-BODY_MODULES = {"collection": "app.services.collection"}
+BODY_MODULES = {
+    "collection": "app.services.collection",
+    "profiles.recompute": "app.services.profiles",
+}
 _PENDING = "xinyidai_pending_jobs"
 
 
