@@ -35,6 +35,7 @@ from itertools import islice
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import psycopg
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
@@ -772,9 +773,13 @@ def _copy(table: str, columns: list[str], lines: list[str]) -> None:
     assert connection is not None  # noqa: S101
     quoted = ", ".join(f'"{c}"' for c in columns)
     statement = f'COPY "{table}" ({quoted}) FROM STDIN'
-    with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for start in range(0, len(lines), 10_000):
-            copy.write("".join(lines[start : start + 10_000]))
+    try:
+        with connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for start in range(0, len(lines), 10_000):
+                copy.write("".join(lines[start : start + 10_000]))
+    except psycopg.errors.IntegrityError as exc:
+        # As SQLAlchemy would raise it, so callers handle one kind of conflict.
+        raise sa.exc.IntegrityError(statement, None, exc) from exc
 
 
 def _batch_hash(source: str, rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...]) -> str:
@@ -814,7 +819,11 @@ def ingest_rows(
 
     Raises :class:`UnknownSource`, :class:`BadProvider`, :class:`MissingColumns` (the first
     row lacks required columns) and :class:`IdempotencyConflict` (the key was used for other
-    content); then nothing is written.
+    content); then nothing is written. Concurrent batches run in parallel; should two of them
+    store the same version of one record (or reuse one key) at the same moment, the later
+    fails with ``sqlalchemy.exc.IntegrityError`` (``UNIQUE(key, version)``): roll back and
+    send it again — the retry sees the other's records and counts them as duplicates or
+    stores the next version.
     """
     now = now or utcnow()
     columns = required_columns(source)
@@ -864,8 +873,6 @@ def ingest_rows(
     )
     db.session.add(batch)
     db.session.flush()
-    if source != schema.PUBLIC_CREDIT:
-        _lock_source(source)
 
     work = _Ingestion(source, batch, provider, now)
     line = first_line
@@ -889,17 +896,7 @@ def ingest_rows(
     return batch
 
 
-# Concurrency and audit ----------------------------------------------------------------
-
-_SOURCE_LOCK_BASE = 0x58594449  # "XYDI"; + the source's index: one lock per record table
-
-
-def _lock_source(source: str) -> None:
-    """Serialize ingestion into one table on PostgreSQL: two batches correcting the same
-    record would otherwise both compute the same next version (SQLite has one writer)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        key = _SOURCE_LOCK_BASE + schema.SOURCE_TABLES.index(source)
-        db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+# Audit ------------------------------------------------------------------------------
 
 
 def _audit(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -395,3 +397,77 @@ def test_invalid_rows_of_enterprises_without_a_grant_keep_only_their_key(app_ctx
     assert first.raw["amount_paid"] == "-1" and first.raw["arrears"] == "0"
     assert second.code == "negative"
     assert second.raw == {"uscc": never.uscc, "period": "2026-09", "tax_type": "VAT"}
+
+
+def test_concurrent_batches_with_the_same_record_store_it_once_on_postgresql(pg_app):
+    """The second writer of the same version fails on UNIQUE(key, version) and, retried,
+    counts the row as a duplicate; batches of other records run side by side."""
+    from app.services import accounts
+    from app.services.demo import demo_uscc
+
+    with pg_app.app_context():
+        user = accounts.register_enterprise(
+            accounts.EnterpriseRegistration(
+                uscc=demo_uscc(77_001),
+                name="并发测试有限公司",
+                legal_representative="林测试",
+                founded_on=dt.date(2018, 5, 1),
+                region_code="350102",
+                industry_code="C13",
+                employees=25,
+                annual_revenue=Decimal("5000000"),
+                total_assets=None,
+                user_name="经办人",
+                email="concurrent@example.com",
+                password="correct horse battery",
+            )
+        )
+        enterprise = db.session.scalar(
+            sa.select(Enterprise).where(Enterprise.organization_id == user.organization_id)
+        )
+        authorization.grant(
+            user,
+            enterprise,
+            authorization.GrantRequest(AuthorizationKind.COLLECTION, ("tax",)),
+            now=NOW - dt.timedelta(days=1),
+        )
+        db.session.commit()
+        rows = [_tax(enterprise.uscc)]
+        db.session.remove()
+
+    first_flushed = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def first() -> None:
+        with pg_app.app_context():
+            _ingest(rows, key="a")
+            first_flushed.set()
+            time.sleep(0.5)  # the second writer is now waiting on the unique index
+            db.session.commit()
+            db.session.remove()
+
+    def second() -> None:
+        first_flushed.wait(10)
+        with pg_app.app_context():
+            try:
+                _ingest(rows, key="b")
+                db.session.commit()
+                outcome["first_try"] = "stored"
+            except sa.exc.IntegrityError:
+                db.session.rollback()
+                outcome["first_try"] = "conflict"
+                batch = _ingest(rows, key="b")
+                db.session.commit()
+                outcome["retry_duplicates"] = batch.duplicates
+            db.session.remove()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcome == {"first_try": "conflict", "retry_duplicates": 1}
+    with pg_app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(TaxRecord)) == 1
+        assert audit.verify().ok
+        db.session.remove()
