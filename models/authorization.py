@@ -64,9 +64,7 @@ class Authorization(Base):
     enterprise_id: Mapped[int] = mapped_column(sa.ForeignKey("enterprise.id"), index=True)
     kind: Mapped[AuthorizationKind] = mapped_column(_enum(AuthorizationKind))
     # Sharing: the bank that may see, or every bank when ``all_banks``; collection: neither.
-    grantee_org_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organization.id"), index=True
-    )
+    grantee_org_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organization.id"), index=True)
     all_banks: Mapped[bool] = mapped_column(default=False)
     # Sorted, comma-separated subset of SCOPES.
     scopes: Mapped[str] = mapped_column(sa.String(100))

@@ -63,14 +63,21 @@ class ProductForm(FlaskForm):
     )
     term_min_months = IntegerField(_l("Shortest term (months)"), validators=[InputRequired()])
     term_max_months = IntegerField(_l("Longest term (months)"), validators=[InputRequired()])
-    rate_min = DecimalField(_l("Lowest annual rate (percent)"), places=3, validators=[InputRequired()])
-    rate_max = DecimalField(_l("Highest annual rate (percent)"), places=3, validators=[InputRequired()])
+    rate_min = DecimalField(
+        _l("Lowest annual rate (percent)"), places=3, validators=[InputRequired()]
+    )
+    rate_max = DecimalField(
+        _l("Highest annual rate (percent)"), places=3, validators=[InputRequired()]
+    )
     repayment_method = SelectField(
         _l("Repayment"),
         choices=[SelectChoice(m.value, label) for m, label in REPAYMENT_LABELS.items()],
     )
     upfront_fee_pct = DecimalField(
-        _l("Upfront fee (percent of the amount)"), places=3, default=Decimal(0), validators=[Optional()]
+        _l("Upfront fee (percent of the amount)"),
+        places=3,
+        default=Decimal(0),
+        validators=[Optional()],
     )
     response_days = IntegerField(
         _l("Answer within (working days)"), default=5, validators=[InputRequired()]

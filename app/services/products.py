@@ -7,6 +7,7 @@ minimum above a maximum, an unknown grade, a region that is not a GB/T 2260 pref
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -17,16 +18,21 @@ from flask_babel import lazy_gettext as _l
 from app.services import audit
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.matching_engine import PUBLIC_CLASSES, SIZE_CLASSES
-from ml.grades import grade_names, load_grade_scale
+from ml.grades import load_grade_scale
 from models import LoanProduct, OrgKind, ProductStatus, ProductType, RepaymentMethod, Role, User, db
 from models.authorization import SCOPES
 from models.base import utcnow
 from models.codes import PROVINCE_PREFIXES, industry_divisions
 
 
+@functools.cache
+def _grades() -> tuple[str, ...]:
+    return tuple(load_grade_scale().grades)
+
+
 def grades() -> list[str]:
-    """Grade names from best to worst (the model's PD band table)."""
-    return list(grade_names(load_grade_scale()))
+    """Grade names from best to worst (the model's PD band table, read once)."""
+    return list(_grades())
 
 
 @dataclass

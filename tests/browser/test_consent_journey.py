@@ -46,7 +46,9 @@ def test_grant_sharing_then_revoke(page: Page, live_server: str, factory):
 
     row.get_by_test_id("revoke").click()
     expect(page.locator(".flash-success")).to_contain_text("授权已撤销")
-    expect(page.get_by_test_id("consent-ledger").locator("tbody tr").first.get_by_test_id("status")).to_have_text("已撤销")
+    expect(
+        page.get_by_test_id("consent-ledger").locator("tbody tr").first.get_by_test_id("status")
+    ).to_have_text("已撤销")
 
     page.get_by_role("link", name="谁使用了我的数据").click()
     expect(page.get_by_test_id("data-use")).to_contain_text("撤销了一项授权")
