@@ -34,6 +34,11 @@ def register(app: Flask) -> None:
     def money(value: Decimal | None) -> str:
         return "" if value is None else format_decimal(value, format="#,##0.00")
 
+    @app.template_filter("rate")
+    def rate(value: Decimal | None) -> str:
+        """An annual rate in percent, two decimals (3.450 → 3.45)."""
+        return "" if value is None else format_decimal(value, format="0.00")
+
     @app.template_filter("wan")
     def wan(value: Decimal | None) -> str:
         """CNY shown in 万元 (10,000 CNY)."""
