@@ -90,7 +90,7 @@ def _ingest_upload(form: UploadForm) -> IngestionBatch:
     source = form.source.data
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        header = [h.strip() for h in (reader.fieldnames or [])]
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
     except csv.Error as exc:
         raise UploadRefused(_("The file is not a valid CSV file: %(e)s.", e=str(exc))) from None
     reader.fieldnames = header

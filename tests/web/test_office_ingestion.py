@@ -102,6 +102,21 @@ def test_uploading_the_same_file_again_changes_nothing(client, app, factory, log
     assert _counts(app) == (1, 1)
 
 
+def test_crlf_upper_case_header_and_extra_columns_are_fine(client, app, factory, login_as):
+    uscc = _granted_enterprise(app, factory)
+    login_as(OrgKind.OFFICE)
+    header = (
+        "USCC, Period ,TAX_TYPE,amount_paid,declared_sales,late_filing,arrears,provider,version"
+    )
+    content = f"{header}\r\n{uscc},{_month(1)},VAT,1,1,0,0,ignored,9\r\n".encode()
+    response = _upload(client, content)
+    assert response.status_code == 302
+    assert _counts(app) == (1, 1)
+    with app.app_context():
+        record = db.session.scalar(sa.select(TaxRecord))
+        assert (record.version, record.provider) == (1, "福州市税务局")
+
+
 def test_gbk_file_is_read_and_said_so(client, app, factory, login_as):
     uscc = _granted_enterprise(app, factory)
     login_as(OrgKind.OFFICE)
