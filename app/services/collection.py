@@ -189,6 +189,7 @@ def run_collection(job: Job) -> None:
         decision = _decide_now(enterprise, scope)
         if not decision.allowed:
             _stop(job, scopes[index:], decision.reason, decision.message)
+            _recompute_profile(job, enterprise)
             return
         window = db.session.get(Authorization, decision.authorization_id) or grant
         last = min(window.data_to, _last_complete_month(utcnow()))
@@ -207,6 +208,7 @@ def run_collection(job: Job) -> None:
         decision = _decide_now(enterprise, scope)
         if not decision.allowed:
             _stop(job, scopes[index:], decision.reason, decision.message)
+            _recompute_profile(job, enterprise)
             return
         try:
             outcome = _store(job, enterprise, scope, tables, connector.provider_name(scope))
@@ -228,6 +230,17 @@ def run_collection(job: Job) -> None:
             job.message = str(_l("Some data could not be collected: %(s)s.", s=names))
     job.finished_at = utcnow()
     db.session.commit()
+    _recompute_profile(job, enterprise)
+
+
+def _recompute_profile(job: Job, enterprise: Enterprise) -> None:
+    """One profile recompute for the job, if any scope brought new or corrected records."""
+    from app.services import profiles
+
+    steps = (job.result or {}).values()
+    if any(int(s.get("accepted", 0)) + int(s.get("corrected", 0)) for s in steps):
+        profiles.records_changed([enterprise.id])
+        db.session.commit()
 
 
 def _store(
@@ -250,6 +263,7 @@ def _store(
                 provider=provider,
                 idempotency_key=f"collection-job-{job.id}-{table}",
                 actor=None,
+                recompute_profiles=False,  # once for the whole job, see run_collection
             )
             batches.append(batch.id)
             for name in totals:

@@ -215,12 +215,17 @@ def seed_model_and_profiles() -> tuple[int, int]:
             current_app.config.get("DEMO_MODEL_ENTERPRISES", 3000), seed=2026
         )
         db.session.flush()
-    # Collection and model approval already recompute profiles (as jobs); here only the
-    # enterprises still without one get theirs.
+    # Collection already queued a recompute per enterprise (before any model may have been
+    # approved); here every enterprise not yet scored by the serving model gets a profile.
+    serving = model_registry.serving_version()
     all_ids = list(db.session.scalars(sa.select(Enterprise.id)))
-    missing = [i for i in all_ids if i not in profiles.latest_profiles(all_ids)]
-    if missing:
-        profiles.compute_all(missing, commit=False)
+    latest = profiles.latest_profiles(all_ids)
+    stale = [
+        i for i in all_ids
+        if i not in latest or (serving is not None and latest[i].model_version_id != serving.id)
+    ]  # fmt: skip
+    if stale:
+        profiles.compute_all(stale, commit=False)
         db.session.flush()
     graded = sum(1 for p in profiles.latest_profiles(all_ids).values() if p.grade is not None)
     records = sum(

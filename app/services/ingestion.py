@@ -808,6 +808,7 @@ def ingest_rows(
     filename: str | None = None,
     now: dt.datetime | None = None,
     first_line: int = 1,
+    recompute_profiles: bool = True,
 ) -> IngestionBatch:
     """Ingest one batch of ``source`` rows (``ml.schema`` column names, text values).
 
@@ -893,6 +894,12 @@ def ingest_rows(
     batch.completed_at = now
     db.session.flush()
     _audit(batch, work, actor, now)
+    changed = [e for e, c in work.per_enterprise.items() if c.accepted or c.corrected]
+    if recompute_profiles and changed:
+        # Their credit profiles are recomputed by a job once the caller commits.
+        from app.services import profiles
+
+        profiles.records_changed(changed)
     return batch
 
 
