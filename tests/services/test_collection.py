@@ -392,3 +392,25 @@ def test_monthly_grants_are_collected_again_when_due(sme, runner):
     later = dt.datetime.now(dt.UTC) + collection.REFRESH_INTERVAL + dt.timedelta(hours=1)
     assert [g.id for g in collection.due_collections(later)] == [monthly.id]
     assert runner.invoke(args=["collection", "run-due"]).output.startswith("Started 0")
+
+
+def test_new_records_recompute_the_profile_once_and_a_repeat_does_not(sme):
+    from models import CreditProfile
+
+    user, enterprise = sme
+
+    def snapshots() -> list[CreditProfile]:
+        return list(
+            db.session.scalars(
+                sa.select(CreditProfile).where(CreditProfile.enterprise_id == enterprise.id)
+            )
+        )
+
+    first = collect(user, enterprise, scopes=("tax", "social_insurance"))
+    profiles = snapshots()
+    assert len(profiles) == 1 and profiles[0].trigger == "records_changed"
+    assert profiles[0].tax_months is not None and profiles[0].annual_sales is not None
+    again = collection.start_collection(first.authorization_id, user)
+    db.session.commit()
+    assert reload(again).status is JobStatus.SUCCEEDED
+    assert len(snapshots()) == 1  # nothing new arrived: no new snapshot
