@@ -20,8 +20,9 @@ from importlib import resources
 
 from flask_babel import lazy_gettext as _l
 
-USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+from ml.uscc import CHARSET as USCC_CHARSET
+from ml.uscc import check_digit as uscc_check_digit
+
 USCC_FORBIDDEN = "IOSVZ"
 
 # First two digits of GB/T 2260 codes: provinces, autonomous regions, municipalities,
@@ -49,12 +50,6 @@ class CodeError(ValueError):
 def _clean(raw: str) -> str:
     # NFKC folds full-width "９１Ａ" typed with a Chinese input method into "91A".
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", raw or "")).upper()
-
-
-def uscc_check_digit(first17: str) -> str:
-    """The 18th character of a USCC for its first 17 (already upper-case and in the charset)."""
-    total = sum(USCC_CHARSET.index(c) * w for c, w in zip(first17, USCC_WEIGHTS, strict=True))
-    return USCC_CHARSET[(31 - total % 31) % 31]
 
 
 def normalize_uscc(raw: str) -> str:
