@@ -4,6 +4,12 @@ Importing this package registers every table on ``Base.metadata`` (Alembic's aut
 and ``db.create_all`` rely on it).
 """
 
+from models.application import (
+    OPEN_STATUSES,
+    ApplicationEvent,
+    ApplicationStatus,
+    LoanApplication,
+)
 from models.audit import AuditEvent
 from models.authorization import (
     Authorization,
@@ -25,7 +31,10 @@ from models.records import RECORD_MODELS
 from models.user import Role, User, UserSession
 
 __all__ = [
+    "OPEN_STATUSES",
     "RECORD_MODELS",
+    "ApplicationEvent",
+    "ApplicationStatus",
     "AuditEvent",
     "Authorization",
     "AuthorizationKind",
@@ -37,6 +46,7 @@ __all__ = [
     "IngestionBatch",
     "Job",
     "JobStatus",
+    "LoanApplication",
     "LoanProduct",
     "ModelKind",
     "ModelStatus",

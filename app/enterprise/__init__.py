@@ -6,4 +6,9 @@ from models import OrgKind
 bp = Blueprint("enterprise", __name__)
 restrict_blueprint(bp, OrgKind.ENTERPRISE)
 
-from app.enterprise import match_routes, profile_routes, routes  # noqa: E402, F401
+from app.enterprise import (  # noqa: E402, F401
+    application_routes,
+    match_routes,
+    profile_routes,
+    routes,
+)

@@ -10,6 +10,7 @@ from flask_login import current_user
 
 from app.bank.forms import REPAYMENT_LABELS, TYPE_LABELS
 from app.enterprise import bp
+from app.forms import ConfirmForm
 from app.services import enterprises, matching, products
 from models import LoanProduct, ProductStatus, db
 
@@ -60,4 +61,7 @@ def product_detail(product_id: int) -> Any:
         product=product,
         type_labels=TYPE_LABELS,
         repayment_labels=REPAYMENT_LABELS,
+        apply_errors={},
+        apply_values={},
+        apply_form=ConfirmForm(),
     )

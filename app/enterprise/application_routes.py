@@ -1,0 +1,135 @@
+"""The enterprise's applications: apply to a product, follow it, answer an offer."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from app.enterprise import bp
+from app.extensions import db
+from app.forms import ConfirmForm
+from app.services import applications, enterprises, matching, offers, products
+from app.services.accounts import AccountError, PermissionRefused
+from models import ApplicationStatus, LoanApplication, LoanProduct, ProductStatus
+
+
+def _own(application_id: int) -> LoanApplication:
+    enterprise = enterprises.enterprise_of(current_user)
+    app = db.session.get(LoanApplication, application_id)
+    if app is None or app.enterprise_id != enterprise.id:
+        abort(404)
+    return app
+
+
+@bp.post("/products/<int:product_id>/apply")
+def apply(product_id: int) -> Any:
+    product = db.session.get(LoanProduct, product_id)
+    if product is None or product.status is not ProductStatus.PUBLISHED:
+        abort(404)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    errors: dict[str, str] = {}
+    try:
+        amount = Decimal(request.form.get("amount_wan", "").strip()) * 10_000
+    except InvalidOperation:
+        amount = Decimal(0)
+        errors["amount"] = _("Enter the amount in 10,000 CNY, e.g. 50.")
+    term = request.form.get("term_months", "").strip()
+    if not term.isdigit():
+        errors["term_months"] = _("Enter the term in months.")
+    if not errors:
+        try:
+            app = applications.create(
+                current_user, product, amount, int(term), request.form.get("purpose", "")
+            )
+            applications.submit(
+                current_user, app, confirm_sharing=request.form.get("confirm_sharing") == "y"
+            )
+        except (AccountError, PermissionRefused) as exc:
+            db.session.rollback()
+            errors[exc.field or "form"] = str(exc.message)
+        else:
+            db.session.commit()
+            flash(_("Application sent to %(bank)s.", bank=product.bank.name), "success")
+            return redirect(url_for("enterprise.application_detail", application_id=app.id))
+    enterprise = enterprises.enterprise_of(current_user)
+    from app.bank.forms import REPAYMENT_LABELS, TYPE_LABELS
+
+    return render_template(
+        "enterprise/product.html",
+        match=matching.explain(enterprise, [product])[0],
+        product=product,
+        type_labels=TYPE_LABELS,
+        repayment_labels=REPAYMENT_LABELS,
+        apply_errors=errors,
+        apply_values=request.form,
+        apply_form=ConfirmForm(),
+    ), 422
+
+
+@bp.get("/applications")
+def application_list() -> Any:
+    return render_template(
+        "enterprise/applications.html",
+        applications=applications.for_enterprise(current_user),
+        labels=applications.STATUS_LABELS,
+    )
+
+
+@bp.get("/applications/<int:application_id>")
+def application_detail(application_id: int) -> Any:
+    app = _own(application_id)
+    offer = None
+    if app.offer_amount is not None and app.offer_rate is not None and app.offer_term_months:
+        plan = offers.schedule(
+            app.offer_amount,
+            app.offer_rate,
+            app.offer_term_months,
+            app.product.repayment_method.value,
+        )
+        payments = [i.payment for i in plan]
+        offer = {
+            "total": sum(payments, Decimal(0)),
+            "interest": sum((i.interest for i in plan), Decimal(0)),
+            "apr": offers.apr(app.offer_amount, app.offer_fee or Decimal(0), payments),
+            "first_payment": payments[0],
+        }
+    alternatives = []
+    if app.status is ApplicationStatus.REJECTED:
+        enterprise = enterprises.enterprise_of(current_user)
+        alternatives = [
+            m.product
+            for m in matching.explain(enterprise, products.published())
+            if m.eligible and m.product.id != app.product_id
+        ][:5]
+    return render_template(
+        "enterprise/application.html",
+        app=app,
+        offer=offer,
+        alternatives=alternatives,
+        labels=applications.STATUS_LABELS,
+        reasons=applications.REJECTION_CODES,
+        overdue=applications.is_overdue(app),
+        action_form=ConfirmForm(),
+    )
+
+
+@bp.post("/applications/<int:application_id>/<any(accept, decline, withdraw):change>")
+def application_change(application_id: int, change: str) -> Response:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    app = _own(application_id)
+    try:
+        getattr(applications, change)(current_user, app)
+    except (AccountError, PermissionRefused) as exc:
+        db.session.rollback()
+        flash(str(exc.message), "error")
+    else:
+        db.session.commit()
+        flash(str(applications.STATUS_LABELS[app.status]), "success")
+    return redirect(url_for("enterprise.application_detail", application_id=application_id))

@@ -1,0 +1,330 @@
+"""Loan applications: the state machine, who may move it, and the bank's deadline.
+
+draft → submitted → under_review → offered | rejected; offered → accepted | declined;
+any open state → withdrawn (by the enterprise). Each transition is checked here — an
+illegal one raises :class:`IllegalTransition` and changes nothing — and recorded as an
+:class:`ApplicationEvent` and in the audit trail. Disbursement arrives with loans.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from flask_babel import lazy_gettext as _l
+
+from app.services import audit, authorization, workdays
+from app.services.accounts import AccountError, PermissionRefused
+from app.services.authorization import Action
+from models import (
+    OPEN_STATUSES,
+    ApplicationEvent,
+    ApplicationStatus,
+    AuthorizationKind,
+    Enterprise,
+    LoanApplication,
+    LoanProduct,
+    OrgKind,
+    ProductStatus,
+    Role,
+    User,
+    db,
+)
+from models.authorization import SCOPES
+from models.base import utcnow
+
+S = ApplicationStatus
+# (from, to) → who may make that move.
+TRANSITIONS: dict[tuple[ApplicationStatus, ApplicationStatus], OrgKind] = {
+    (S.DRAFT, S.SUBMITTED): OrgKind.ENTERPRISE,
+    (S.SUBMITTED, S.UNDER_REVIEW): OrgKind.BANK,
+    (S.SUBMITTED, S.OFFERED): OrgKind.BANK,
+    (S.SUBMITTED, S.REJECTED): OrgKind.BANK,
+    (S.UNDER_REVIEW, S.OFFERED): OrgKind.BANK,
+    (S.UNDER_REVIEW, S.REJECTED): OrgKind.BANK,
+    (S.OFFERED, S.ACCEPTED): OrgKind.ENTERPRISE,
+    (S.OFFERED, S.DECLINED): OrgKind.ENTERPRISE,
+    **{
+        (s, S.WITHDRAWN): OrgKind.ENTERPRISE
+        for s in (S.DRAFT, S.SUBMITTED, S.UNDER_REVIEW, S.OFFERED)
+    },
+}
+
+REJECTION_CODES = {
+    "low_grade": _l("Credit grade below the product's requirement"),
+    "insufficient_sales_history": _l("Not enough sales history"),
+    "public_credit_record": _l("Public-credit record"),
+    "missing_data": _l("Data missing: authorize more sources"),
+    "policy": _l("Bank policy"),
+    "other": _l("Other"),
+}
+STATUS_LABELS = {
+    S.DRAFT: _l("Draft"),
+    S.SUBMITTED: _l("Submitted"),
+    S.UNDER_REVIEW: _l("Under review"),
+    S.OFFERED: _l("Offer made"),
+    S.REJECTED: _l("Rejected"),
+    S.ACCEPTED: _l("Offer accepted"),
+    S.DECLINED: _l("Offer declined"),
+    S.DISBURSED: _l("Disbursed"),
+    S.WITHDRAWN: _l("Withdrawn"),
+}
+SHARING_DAYS = 180
+
+
+class IllegalTransition(AccountError):
+    pass
+
+
+def _move(
+    app: LoanApplication,
+    to: ApplicationStatus,
+    actor: User,
+    now: dt.datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    side = TRANSITIONS.get((app.status, to))
+    if side is None:
+        raise IllegalTransition(
+            _l("An application that is %(now)s cannot become %(to)s.",
+               now=STATUS_LABELS[app.status], to=STATUS_LABELS[to])
+        )  # fmt: skip
+    own = (
+        actor.organization_id == app.enterprise.organization_id
+        if side is OrgKind.ENTERPRISE
+        else actor.organization_id == app.bank_org_id
+    )
+    if actor.org_kind is not side or not own or actor.role is Role.VIEWER:
+        raise PermissionRefused(_l("You may not make this change to this application."))
+    event = ApplicationEvent(
+        application=app, from_status=app.status.value, to_status=to.value,
+        actor_user_id=actor.id, at=now, details=details or {},
+    )  # fmt: skip
+    db.session.add(event)
+    app.status = to
+    db.session.flush()
+    audit.record(
+        f"application.{to.value}", actor=actor, enterprise_id=app.enterprise_id,
+        object_type="application", object_id=app.id, details=details or {}, now=now,
+    )  # fmt: skip
+
+
+def _enterprise_of(actor: User) -> Enterprise:
+    enterprise = db.session.scalar(
+        sa.select(Enterprise).where(Enterprise.organization_id == actor.organization_id)
+    )
+    if enterprise is None or actor.org_kind is not OrgKind.ENTERPRISE:
+        raise PermissionRefused(_l("Only an enterprise applies for loans."))
+    if actor.role is Role.VIEWER:
+        raise PermissionRefused(_l("Viewers may not apply for loans."))
+    return enterprise
+
+
+def create(
+    actor: User, product: LoanProduct, amount: Decimal, term_months: int, purpose: str,
+    now: dt.datetime | None = None,
+) -> LoanApplication:  # fmt: skip
+    """A draft. Raises :class:`AccountError` naming the field when the amount or term is
+    outside the product's ranges, or an application to this product is already open."""
+    now = now or utcnow()
+    enterprise = _enterprise_of(actor)
+    if product.status is not ProductStatus.PUBLISHED:
+        raise AccountError(_l("This product is not open for applications."))
+    if not product.amount_min <= amount <= product.amount_max:
+        raise AccountError(
+            _l("The amount must be between %(lo)s and %(hi)s CNY.",
+               lo=f"{product.amount_min:,.2f}", hi=f"{product.amount_max:,.2f}"),
+            field="amount",
+        )  # fmt: skip
+    if not product.term_min_months <= term_months <= product.term_max_months:
+        raise AccountError(
+            _l("The term must be between %(lo)d and %(hi)d months.",
+               lo=product.term_min_months, hi=product.term_max_months),
+            field="term_months",
+        )  # fmt: skip
+    if not purpose.strip():
+        raise AccountError(_l("Say what the loan is for."), field="purpose")
+    open_one = db.session.scalar(
+        sa.select(LoanApplication.id).where(
+            LoanApplication.enterprise_id == enterprise.id,
+            LoanApplication.product_id == product.id,
+            LoanApplication.status.in_(OPEN_STATUSES),
+        )
+    )
+    if open_one is not None:
+        raise AccountError(
+            _l("You already have an open application for this product."), field="product"
+        )
+    app = LoanApplication(
+        enterprise=enterprise, product=product, bank_org_id=product.bank_org_id,
+        amount=amount, term_months=term_months, purpose=purpose.strip()[:500],
+        status=S.DRAFT, created_at=now,
+    )  # fmt: skip
+    db.session.add(app)
+    db.session.add(
+        ApplicationEvent(application=app, to_status=S.DRAFT.value, actor_user_id=actor.id, at=now)
+    )
+    db.session.flush()
+    return app
+
+
+def submit(
+    actor: User, app: LoanApplication, *, confirm_sharing: bool, now: dt.datetime | None = None
+) -> None:
+    """Send the application to the bank. The bank must be able to see the profile: an
+    existing live sharing grant is used, otherwise one is created — only with the
+    enterprise's explicit confirmation (``confirm_sharing``)."""
+    now = now or utcnow()
+    bank = app.product.bank
+    decision = authorization.decide(bank, Action.VIEW_PROFILE, app.enterprise, now=now)
+    if decision.allowed:
+        app.sharing_authorization_id = decision.authorization_id
+    elif not confirm_sharing:
+        raise AccountError(
+            _l("Confirm that %(bank)s may see your credit profile to review this application.",
+               bank=bank.name),
+            field="confirm_sharing",
+        )  # fmt: skip
+    else:
+        scopes = tuple(app.product.split(app.product.required_scopes)) or SCOPES
+        grant = authorization.grant(
+            actor, app.enterprise,
+            authorization.GrantRequest(
+                kind=AuthorizationKind.SHARING, scopes=scopes, grantee_org_id=bank.id,
+                valid_days=SHARING_DAYS, data_life_days=SHARING_DAYS,
+            ),
+            now=now,
+        )  # fmt: skip
+        app.sharing_authorization_id = grant.id
+    app.submitted_at = now
+    app.respond_by = workdays.deadline_at(now, app.product.response_days)
+    _move(app, S.SUBMITTED, actor, now, {"respond_by": app.respond_by.isoformat()})
+
+
+def start_review(actor: User, app: LoanApplication, now: dt.datetime | None = None) -> None:
+    _move(app, S.UNDER_REVIEW, actor, now or utcnow())
+
+
+def make_offer(
+    actor: User, app: LoanApplication, *, amount: Decimal, rate: Decimal, term_months: int,
+    fee: Decimal, valid_until: dt.date, now: dt.datetime | None = None,
+) -> None:  # fmt: skip
+    """An offer within the product's ranges, valid until a date after today."""
+    now = now or utcnow()
+    product = app.product
+    if not product.amount_min <= amount <= product.amount_max:
+        raise AccountError(_l("The amount is outside the product's range."), field="amount")
+    if not product.rate_min <= rate <= product.rate_max:
+        raise AccountError(_l("The rate is outside the product's range."), field="rate")
+    if not product.term_min_months <= term_months <= product.term_max_months:
+        raise AccountError(_l("The term is outside the product's range."), field="term_months")
+    if fee < 0:
+        raise AccountError(_l("The fee cannot be negative."), field="fee")
+    if valid_until <= now.date():
+        raise AccountError(_l("An offer must be valid beyond today."), field="valid_until")
+    app.offer_amount, app.offer_rate, app.offer_term_months = amount, rate, term_months
+    app.offer_fee, app.offer_valid_until = fee, valid_until
+    app.decided_at = now
+    _move(
+        app,
+        S.OFFERED,
+        actor,
+        now,
+        {"amount": str(amount), "rate": str(rate), "term_months": term_months},
+    )
+
+
+def reject(
+    actor: User,
+    app: LoanApplication,
+    codes: list[str],
+    text: str = "",
+    now: dt.datetime | None = None,
+) -> None:
+    """A rejection needs at least one coded reason; "other" needs words."""
+    now = now or utcnow()
+    unknown = [c for c in codes if c not in REJECTION_CODES]
+    if not codes or unknown:
+        raise AccountError(_l("Choose at least one reason."), field="codes")
+    if "other" in codes and not text.strip():
+        raise AccountError(_l("Explain the other reason."), field="text")
+    app.rejection_codes, app.rejection_text = list(codes), text.strip()[:1000] or None
+    app.decided_at = now
+    _move(app, S.REJECTED, actor, now, {"codes": list(codes)})
+
+
+def accept(actor: User, app: LoanApplication, now: dt.datetime | None = None) -> None:
+    now = now or utcnow()
+    if app.offer_valid_until is not None and app.offer_valid_until < now.date():
+        raise IllegalTransition(_l("This offer has expired."))
+    _move(app, S.ACCEPTED, actor, now)
+
+
+def decline(actor: User, app: LoanApplication, now: dt.datetime | None = None) -> None:
+    _move(app, S.DECLINED, actor, now or utcnow())
+
+
+def withdraw(actor: User, app: LoanApplication, now: dt.datetime | None = None) -> None:
+    _move(app, S.WITHDRAWN, actor, now or utcnow())
+
+
+def is_overdue(app: LoanApplication, now: dt.datetime | None = None) -> bool:
+    """Still unanswered past the product's response deadline (flagged to the office)."""
+    now = now or utcnow()
+    return (
+        app.status in (S.SUBMITTED, S.UNDER_REVIEW)
+        and app.respond_by is not None
+        and app.respond_by < now
+    )
+
+
+def for_enterprise(actor: User) -> list[LoanApplication]:
+    enterprise = db.session.scalar(
+        sa.select(Enterprise).where(Enterprise.organization_id == actor.organization_id)
+    )
+    if enterprise is None:
+        return []
+    return list(
+        db.session.scalars(
+            sa.select(LoanApplication)
+            .where(
+                LoanApplication.enterprise_id == enterprise.id, LoanApplication.status != S.DRAFT
+            )
+            .order_by(LoanApplication.created_at.desc())
+        )
+    )
+
+
+def for_bank(actor: User) -> list[LoanApplication]:
+    """Applications addressed to the actor's bank (drafts are the enterprise's own)."""
+    if actor.org_kind is not OrgKind.BANK:
+        raise PermissionRefused(_l("Only banks receive applications."))
+    return list(
+        db.session.scalars(
+            sa.select(LoanApplication)
+            .where(
+                LoanApplication.bank_org_id == actor.organization_id,
+                LoanApplication.status != S.DRAFT,
+            )
+            .order_by(
+                LoanApplication.respond_by.is_(None), LoanApplication.respond_by, LoanApplication.id
+            )
+        )
+    )
+
+
+def overdue(now: dt.datetime | None = None) -> list[LoanApplication]:
+    """For the office: applications the bank has not answered within its deadline."""
+    now = now or utcnow()
+    return list(
+        db.session.scalars(
+            sa.select(LoanApplication)
+            .where(
+                LoanApplication.status.in_((S.SUBMITTED, S.UNDER_REVIEW)),
+                LoanApplication.respond_by < now,
+            )
+            .order_by(LoanApplication.respond_by)
+        )
+    )
