@@ -122,9 +122,9 @@ def schedule(
                 repaid = level
             else:  # interest_only, bullet
                 repaid = Decimal("0.00")
-            # A rounded level payment never overshoots before the last month, but keep the
-            # invariant explicit: nothing repaid beyond what is owed.
-            repaid = min(repaid, balance)
+            # Rounding to the fen can make a tiny loan's level payment round below its
+            # interest or above the balance: never negative amortisation, never overpayment.
+            repaid = min(max(repaid, Decimal("0.00")), balance)
             balance -= repaid
             rows.append(
                 Instalment(
@@ -204,6 +204,12 @@ def _monthly_irr(principal: Decimal, upfront_fee: Decimal, payments: Sequence[De
         return (lo + hi) / 2
 
 
+def _rate_pct(rate: Decimal) -> Decimal:
+    """A rate as a percentage to six decimals, never printed as ``-0.000000``."""
+    pct = (rate * 100).quantize(RATE_QUANTUM, rounding=ROUND_HALF_UP)
+    return pct.copy_abs() if pct.is_zero() else pct
+
+
 def apr(principal: Decimal, upfront_fee: Decimal, payments: Sequence[Decimal]) -> Decimal:
     """The annual percentage rate (年化利率, IRR method), in percent, to 1e-6.
 
@@ -213,7 +219,7 @@ def apr(principal: Decimal, upfront_fee: Decimal, payments: Sequence[Decimal]) -
     irr = _monthly_irr(principal, upfront_fee, payments)
     with localcontext() as ctx:
         ctx.prec = _PRECISION
-        return (irr * 12 * 100).quantize(RATE_QUANTUM, rounding=ROUND_HALF_UP)
+        return _rate_pct(irr * 12)
 
 
 def effective_annual_rate(
@@ -224,4 +230,4 @@ def effective_annual_rate(
     irr = _monthly_irr(principal, upfront_fee, payments)
     with localcontext() as ctx:
         ctx.prec = _PRECISION
-        return (((1 + irr) ** 12 - 1) * 100).quantize(RATE_QUANTUM, rounding=ROUND_HALF_UP)
+        return _rate_pct((1 + irr) ** 12 - 1)
