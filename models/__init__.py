@@ -22,6 +22,7 @@ from models.base import Base, db, utcnow
 from models.enterprise import Enterprise, SizeClass
 from models.ingestion import IngestionBatch, RejectedRow
 from models.job import Job, JobStatus
+from models.loan import Loan, LoanEvent, LoanEventKind, LoanStatus
 from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.organization import Organization, OrgKind
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
@@ -46,8 +47,12 @@ __all__ = [
     "IngestionBatch",
     "Job",
     "JobStatus",
+    "Loan",
     "LoanApplication",
+    "LoanEvent",
+    "LoanEventKind",
     "LoanProduct",
+    "LoanStatus",
     "ModelKind",
     "ModelStatus",
     "ModelVersion",

@@ -38,6 +38,8 @@ class AuthorizationKind(enum.StrEnum):
 
 class Purpose(enum.StrEnum):
     FINANCING = "financing"
+    # Valid only while the named bank has an active loan to the enterprise.
+    POST_LOAN_MONITORING = "post_loan_monitoring"
 
 
 class FetchFrequency(enum.StrEnum):

@@ -9,13 +9,14 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
+from werkzeug.wrappers import Response
 
 from app.bank import bp
 from app.extensions import db
 from app.forms import ConfirmForm
-from app.services import applications
+from app.services import applications, loans
 from app.services.accounts import AccountError, PermissionRefused
-from models import LoanApplication
+from models import Loan, LoanApplication
 
 
 def _addressed_to_me(application_id: int) -> LoanApplication:
@@ -108,3 +109,61 @@ def application_change(application_id: int, change: str) -> Any:
     db.session.commit()
     flash(str(applications.STATUS_LABELS[app.status]), "success")
     return redirect(url_for("bank.application_detail", application_id=application_id))
+
+
+@bp.post("/applications/<int:application_id>/disburse")
+def application_disburse(application_id: int) -> Any:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    app = _addressed_to_me(application_id)
+    try:
+        on = dt.date.fromisoformat(request.form.get("disbursed_on", ""))
+    except ValueError:
+        return application_detail(
+            application_id, {"disbursed_on": _("Enter a date as YYYY-MM-DD.")}
+        )
+    try:
+        loans.disburse(current_user, app, on)
+    except (AccountError, PermissionRefused) as exc:
+        db.session.rollback()
+        return application_detail(application_id, {exc.field or "form": str(exc.message)})
+    db.session.commit()
+    flash(_("Disbursed: the loan is recorded."), "success")
+    return redirect(url_for("bank.loan_list"))
+
+
+@bp.get("/loans")
+def loan_list() -> Any:
+    return render_template(
+        "bank/loans.html", loans=loans.for_bank(current_user), action_form=ConfirmForm()
+    )
+
+
+@bp.post("/loans/<int:loan_id>/<any(repayment, overdue, default, recovery):kind>")
+def loan_event(loan_id: int, kind: str) -> Response:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    loan = db.session.get(Loan, loan_id)
+    if loan is None or loan.bank_org_id != current_user.organization_id:
+        abort(404)
+    try:
+        on = dt.date.fromisoformat(request.form.get("occurred_on", ""))
+        if kind == "repayment":
+            loans.record_repayment(current_user, loan, _decimal("amount") or Decimal(0), on)
+        elif kind == "recovery":
+            loans.record_recovery(current_user, loan, _decimal("amount") or Decimal(0), on)
+        elif kind == "overdue":
+            days = request.form.get("days_overdue", "")
+            loans.record_overdue(current_user, loan, on, int(days) if days.isdigit() else 0)
+        else:
+            loans.record_default(current_user, loan, on)
+    except ValueError:
+        db.session.rollback()
+        flash(_("Enter a date as YYYY-MM-DD."), "error")
+    except (AccountError, PermissionRefused) as exc:
+        db.session.rollback()
+        flash(str(exc.message), "error")
+    else:
+        db.session.commit()
+        flash(_("Recorded."), "success")
+    return redirect(url_for("bank.loan_list"))

@@ -33,6 +33,17 @@ class GrantForm(FlaskForm):
         choices=[SelectChoice(key, label) for key, label in SCOPE_LABELS.items()],
         validators=[DataRequired(message=_l("Choose at least one kind of data."))],
     )
+    purpose = RadioField(
+        _l("For what"),
+        choices=[
+            SelectChoice("financing", _l("Financing: reviewing my applications")),
+            SelectChoice(
+                "post_loan_monitoring",
+                _l("Post-loan monitoring by a bank that has lent to me (ends with the loan)"),
+            ),
+        ],
+        default="financing",
+    )
     grantee = SelectField(_l("Which bank"), choices=[], validate_choice=False)
     include_records = BooleanField(
         _l("Also show the bank the detail records, not only the profile")

@@ -17,7 +17,7 @@ from app.extensions import db
 from app.forms import ConfirmForm
 from app.services import audit, authorization, collection, enterprises
 from app.services.accounts import AccountError, PermissionRefused
-from models import Authorization, AuthorizationKind, FetchFrequency, Job, Organization
+from models import Authorization, AuthorizationKind, FetchFrequency, Job, Organization, Purpose
 from models.base import utcnow
 
 
@@ -75,6 +75,7 @@ def _grant_request(form: GrantForm) -> authorization.GrantRequest:
         valid_days=int(form.valid_days.data or 365),
         data_life_days=int(form.data_life_days.data or 365),
         fetch_frequency=FetchFrequency(form.fetch_frequency.data or "monthly"),
+        purpose=Purpose(form.purpose.data) if sharing and form.purpose.data else Purpose.FINANCING,
     )
 
 

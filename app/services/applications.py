@@ -46,6 +46,7 @@ TRANSITIONS: dict[tuple[ApplicationStatus, ApplicationStatus], OrgKind] = {
     (S.UNDER_REVIEW, S.REJECTED): OrgKind.BANK,
     (S.OFFERED, S.ACCEPTED): OrgKind.ENTERPRISE,
     (S.OFFERED, S.DECLINED): OrgKind.ENTERPRISE,
+    (S.ACCEPTED, S.DISBURSED): OrgKind.BANK,  # through loans.disburse, which makes the Loan
     **{
         (s, S.WITHDRAWN): OrgKind.ENTERPRISE
         for s in (S.DRAFT, S.SUBMITTED, S.UNDER_REVIEW, S.OFFERED)
@@ -78,7 +79,7 @@ class IllegalTransition(AccountError):
     pass
 
 
-def _move(
+def move(
     app: LoanApplication,
     to: ApplicationStatus,
     actor: User,
@@ -200,11 +201,11 @@ def submit(
         app.sharing_authorization_id = grant.id
     app.submitted_at = now
     app.respond_by = workdays.deadline_at(now, app.product.response_days)
-    _move(app, S.SUBMITTED, actor, now, {"respond_by": app.respond_by.isoformat()})
+    move(app, S.SUBMITTED, actor, now, {"respond_by": app.respond_by.isoformat()})
 
 
 def start_review(actor: User, app: LoanApplication, now: dt.datetime | None = None) -> None:
-    _move(app, S.UNDER_REVIEW, actor, now or utcnow())
+    move(app, S.UNDER_REVIEW, actor, now or utcnow())
 
 
 def make_offer(
@@ -227,7 +228,7 @@ def make_offer(
     app.offer_amount, app.offer_rate, app.offer_term_months = amount, rate, term_months
     app.offer_fee, app.offer_valid_until = fee, valid_until
     app.decided_at = now
-    _move(
+    move(
         app,
         S.OFFERED,
         actor,
@@ -252,22 +253,22 @@ def reject(
         raise AccountError(_l("Explain the other reason."), field="text")
     app.rejection_codes, app.rejection_text = list(codes), text.strip()[:1000] or None
     app.decided_at = now
-    _move(app, S.REJECTED, actor, now, {"codes": list(codes)})
+    move(app, S.REJECTED, actor, now, {"codes": list(codes)})
 
 
 def accept(actor: User, app: LoanApplication, now: dt.datetime | None = None) -> None:
     now = now or utcnow()
     if app.offer_valid_until is not None and app.offer_valid_until < now.date():
         raise IllegalTransition(_l("This offer has expired."))
-    _move(app, S.ACCEPTED, actor, now)
+    move(app, S.ACCEPTED, actor, now)
 
 
 def decline(actor: User, app: LoanApplication, now: dt.datetime | None = None) -> None:
-    _move(app, S.DECLINED, actor, now or utcnow())
+    move(app, S.DECLINED, actor, now or utcnow())
 
 
 def withdraw(actor: User, app: LoanApplication, now: dt.datetime | None = None) -> None:
-    _move(app, S.WITHDRAWN, actor, now or utcnow())
+    move(app, S.WITHDRAWN, actor, now or utcnow())
 
 
 def is_overdue(app: LoanApplication, now: dt.datetime | None = None) -> bool:

@@ -36,6 +36,7 @@ from models import (
 )
 from models.authorization import MAX_VALIDITY, SCOPES
 from models.base import utcnow
+from models.loan import Loan, LoanStatus
 
 CONSENT_TEXT_VERSION = "2026-11"
 MAX_VALID_DAYS = MAX_VALIDITY.days
@@ -95,6 +96,7 @@ class GrantRequest:
     valid_days: int = 365
     data_life_days: int = 365
     fetch_frequency: FetchFrequency = FetchFrequency.MONTHLY
+    purpose: Purpose = Purpose.FINANCING
 
 
 def _month_start(day: dt.date) -> dt.date:
@@ -156,6 +158,13 @@ def grant(
             grantee_id = bank.id
     elif request.all_banks or request.grantee_org_id is not None or request.include_records:
         raise AccountError(_l("A collection authorization names no bank."), field="grantee")
+    if request.purpose is Purpose.POST_LOAN_MONITORING and (
+        grantee_id is None or not _has_active_loan(grantee_id, enterprise.id)
+    ):
+        raise AccountError(
+            _l("Post-loan monitoring is for one bank that has an active loan to you."),
+            field="purpose",
+        )
 
     valid_until = now + dt.timedelta(days=request.valid_days)
     data_to = _month_start(valid_until.date())
@@ -167,7 +176,7 @@ def grant(
         all_banks=request.all_banks,
         scopes=",".join(scopes),
         include_records=request.include_records,
-        purpose=Purpose.FINANCING,
+        purpose=request.purpose,
         data_from=data_from,
         data_to=data_to,
         data_life_days=request.data_life_days,
@@ -334,8 +343,32 @@ def decide(
                 authorization.id,
             )
             continue
+        if authorization.purpose is Purpose.POST_LOAN_MONITORING and not (
+            authorization.grantee_org_id is not None
+            and _has_active_loan(authorization.grantee_org_id, enterprise.id)
+        ):
+            best = Decision(
+                False,
+                "no_active_loan",
+                _l("Post-loan monitoring ends when the loan is no longer active."),
+                authorization.id,
+            )
+            continue
         return Decision(True, "ok", _l("Authorized."), authorization.id)
     return best or Decision(False, "no_grant", _l("The enterprise has not authorized this."))
+
+
+def _has_active_loan(bank_org_id: int, enterprise_id: int) -> bool:
+    return (
+        db.session.scalar(
+            sa.select(Loan.id).where(
+                Loan.bank_org_id == bank_org_id,
+                Loan.enterprise_id == enterprise_id,
+                Loan.status == LoanStatus.ACTIVE,
+            )
+        )
+        is not None
+    )
 
 
 def record_use(decision: Decision, now: dt.datetime | None = None) -> None:
@@ -481,6 +514,14 @@ def shared_with_bank(bank: Organization, now: dt.datetime | None = None) -> list
                 sa.or_(Authorization.grantee_org_id == bank.id, Authorization.all_banks.is_(True)),
                 sa.or_(Authorization.revoked_at.is_(None), Authorization.revoked_at > now),
                 Authorization.paused_at.is_(None),
+                sa.or_(
+                    Authorization.purpose != Purpose.POST_LOAN_MONITORING,
+                    sa.exists().where(
+                        Loan.bank_org_id == bank.id,
+                        Loan.enterprise_id == Authorization.enterprise_id,
+                        Loan.status == LoanStatus.ACTIVE,
+                    ),
+                ),
                 Authorization.valid_from <= now,
                 Authorization.valid_until > now,
             )

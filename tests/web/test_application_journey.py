@@ -87,6 +87,32 @@ def test_apply_offer_accept(app, client, factory):
     with app.app_context():
         assert db.session.get(LoanApplication, application_id).status is ApplicationStatus.ACCEPTED
 
+    # The bank disburses; the loan appears with its outstanding principal, then a repayment.
+    token = csrf_token(officer, bank_page)
+    future = officer.post(
+        f"{bank_page}/disburse", data={"disbursed_on": "2999-01-01", "csrf_token": token}
+    )
+    assert future.status_code == 422 and "cannot be in the future" in future.get_data(as_text=True)
+    today = dt.date.today().isoformat()
+    assert (
+        officer.post(
+            f"{bank_page}/disburse", data={"disbursed_on": today, "csrf_token": token}
+        ).status_code
+        == 302
+    )
+    loans_page = officer.get("/bank/loans").get_data(as_text=True)
+    assert 'data-testid="outstanding">120,000.00<' in loans_page
+    loan_id = re.search(r'data-loan="(\d+)"', loans_page).group(1)
+    officer.post(
+        f"/bank/loans/{loan_id}/repayment",
+        data={"amount": "20000", "occurred_on": today, "csrf_token": token},
+    )
+    assert 'data-testid="outstanding">100,000.00<' in officer.get("/bank/loans").get_data(
+        as_text=True
+    )
+    with app.app_context():
+        assert db.session.get(LoanApplication, application_id).status is ApplicationStatus.DISBURSED
+
 
 def test_a_bank_sees_only_applications_addressed_to_it(app, client, factory):
     _bank, product_id = _product(app, factory)

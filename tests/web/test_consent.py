@@ -137,3 +137,16 @@ def test_a_viewer_cannot_grant(client, app, login_as):
 def test_banks_cannot_open_the_consent_pages(client, login_as):
     login_as(OrgKind.BANK)
     assert client.get("/enterprise/authorizations").status_code == 403
+
+
+def test_post_loan_monitoring_needs_an_active_loan_from_that_bank(client, app, factory, login_as):
+    bank = factory.organization(OrgKind.BANK, "监测银行")
+    login_as(OrgKind.ENTERPRISE)
+    response = grant(client, grantee=str(bank), purpose="post_loan_monitoring")
+    assert response.status_code == 422
+    assert (
+        "Post-loan monitoring is for one bank that has an active loan to you."
+        in response.get_data(as_text=True)
+    )
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Authorization)) == 0
