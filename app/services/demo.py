@@ -344,3 +344,88 @@ def _seed_grants(bank: Organization, password: str, limit: int) -> int:
             grants += 1
     db.session.flush()
     return grants
+
+
+def seed_applications(limit: int = 24) -> int:
+    """Applications in every state (and loans with repayments and a default) for the first
+    enterprises that qualify for a product of the demo bank, until ``limit`` enterprises have
+    applied (so a second run adds nothing). Returns the number of applications created."""
+    import datetime as dt_
+
+    from app.services import applications, loans, matching, products
+    from models import LoanApplication
+
+    bank = db.session.scalar(sa.select(Organization).where(Organization.name == BANK_NAMES[0]))
+    officer = db.session.scalar(sa.select(User).where(User.email == DEMO_LOGINS["bank"]))
+    if bank is None or officer is None:
+        return 0
+    offered = products.published(products.Filters(bank_org_id=bank.id))
+    applied = set(db.session.scalars(sa.select(LoanApplication.enterprise_id)))
+    if len(applied) >= limit:  # seeded before: a second run adds nothing
+        return 0
+    limit -= len(applied)
+    today = dt_.date.today()
+    plan = ("submitted", "under_review", "offered", "rejected", "accepted", "declined",
+            "disbursed", "repaid", "defaulted", "withdrawn")  # fmt: skip
+    created = 0
+    enterprises = db.session.scalars(sa.select(Enterprise).order_by(Enterprise.id).limit(200))
+    for enterprise in enterprises:
+        if created >= limit:
+            break
+        if enterprise.id in applied:
+            continue
+        user = db.session.scalar(
+            sa.select(User).where(User.organization_id == enterprise.organization_id)
+        )
+        match = next((m for m in matching.explain(enterprise, offered) if m.eligible), None)
+        if user is None or match is None:
+            continue
+        product, target = match.product, plan[created % len(plan)]
+        amount = (product.amount_min + product.amount_max) / 4
+        app = applications.create(
+            user,
+            product,
+            amount.quantize(Decimal(1)),
+            product.term_min_months,
+            "采购原材料、补充流动资金",
+        )
+        applications.submit(user, app, confirm_sharing=True)
+        created += 1
+        if target == "submitted":
+            continue
+        if target == "withdrawn":
+            applications.withdraw(user, app)
+            continue
+        applications.start_review(officer, app)
+        if target == "under_review":
+            continue
+        if target == "rejected":
+            applications.reject(officer, app, ["policy"], "本季度额度已用完，欢迎下季度再申请。")
+            continue
+        applications.make_offer(
+            officer, app, amount=app.amount, rate=match.expected_rate or product.rate_max,
+            term_months=app.term_months, fee=Decimal(0), valid_until=today + dt_.timedelta(days=14),
+        )  # fmt: skip
+        if target == "offered":
+            continue
+        if target == "declined":
+            applications.decline(user, app)
+            continue
+        applications.accept(user, app)
+        if target == "accepted":
+            continue
+        loan = loans.disburse(officer, app, today - dt_.timedelta(days=60))
+        if target == "repaid":
+            loans.record_repayment(officer, loan, loan.outstanding, today - dt_.timedelta(days=5))
+        elif target == "defaulted":
+            loans.record_overdue(officer, loan, today - dt_.timedelta(days=20), 40)
+            loans.record_default(officer, loan, today - dt_.timedelta(days=2))
+        else:
+            loans.record_repayment(
+                officer,
+                loan,
+                (loan.principal / 12).quantize(Decimal("0.01")),
+                today - dt_.timedelta(days=30),
+            )
+    db.session.flush()
+    return created
