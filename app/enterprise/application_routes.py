@@ -11,11 +11,12 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from app.enterprise import bp
+from app.enterprise.match_routes import published_or_404, render_product
 from app.extensions import db
 from app.forms import ConfirmForm
 from app.services import applications, enterprises, matching, offers, products
 from app.services.accounts import AccountError, PermissionRefused
-from models import ApplicationStatus, LoanApplication, LoanProduct, ProductStatus
+from models import ApplicationStatus, LoanApplication
 
 
 def _own(application_id: int) -> LoanApplication:
@@ -28,9 +29,7 @@ def _own(application_id: int) -> LoanApplication:
 
 @bp.post("/products/<int:product_id>/apply")
 def apply(product_id: int) -> Any:
-    product = db.session.get(LoanProduct, product_id)
-    if product is None or product.status is not ProductStatus.PUBLISHED:
-        abort(404)
+    product = published_or_404(product_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
     errors: dict[str, str] = {}
@@ -57,19 +56,7 @@ def apply(product_id: int) -> Any:
             db.session.commit()
             flash(_("Application sent to %(bank)s.", bank=product.bank.name), "success")
             return redirect(url_for("enterprise.application_detail", application_id=app.id))
-    enterprise = enterprises.enterprise_of(current_user)
-    from app.bank.forms import REPAYMENT_LABELS, TYPE_LABELS
-
-    return render_template(
-        "enterprise/product.html",
-        match=matching.explain(enterprise, [product])[0],
-        product=product,
-        type_labels=TYPE_LABELS,
-        repayment_labels=REPAYMENT_LABELS,
-        apply_errors=errors,
-        apply_values=request.form,
-        apply_form=ConfirmForm(),
-    ), 422
+    return render_product(product, errors, request.form), 422
 
 
 @bp.get("/applications")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -11,7 +12,7 @@ from flask_login import current_user
 from app.bank.forms import REPAYMENT_LABELS, TYPE_LABELS
 from app.enterprise import bp
 from app.forms import ConfirmForm
-from app.services import enterprises, matching, products
+from app.services import applications, enterprises, matching, products
 from models import LoanProduct, ProductStatus, db
 
 
@@ -48,20 +49,34 @@ def supermarket() -> Any:
     )
 
 
-@bp.get("/products/<int:product_id>")
-def product_detail(product_id: int) -> Any:
+def published_or_404(product_id: int) -> LoanProduct:
     product = db.session.get(LoanProduct, product_id)
     if product is None or product.status is not ProductStatus.PUBLISHED:
         abort(404)
+    return product
+
+
+def render_product(
+    product: LoanProduct,
+    errors: Mapping[str, str] | None = None,
+    values: Mapping[str, str] | None = None,
+) -> str:
+    """The product page: terms, each rule explained for this enterprise, the apply form
+    (with the errors and values of a refused attempt)."""
     enterprise = enterprises.enterprise_of(current_user)
-    match = matching.explain(enterprise, [product])[0]
     return render_template(
         "enterprise/product.html",
-        match=match,
+        match=matching.explain(enterprise, [product])[0],
         product=product,
         type_labels=TYPE_LABELS,
         repayment_labels=REPAYMENT_LABELS,
-        apply_errors={},
-        apply_values={},
+        apply_errors=errors or {},
+        apply_values=values or {},
         apply_form=ConfirmForm(),
+        sharing_days=applications.SHARING_DAYS,
     )
+
+
+@bp.get("/products/<int:product_id>")
+def product_detail(product_id: int) -> Any:
+    return render_product(published_or_404(product_id))

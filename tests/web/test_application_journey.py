@@ -132,3 +132,13 @@ def test_a_bank_sees_only_applications_addressed_to_it(app, client, factory):
         as_text=True
     )
     assert client.get(f"/bank/applications/{application_id}").status_code == 404
+
+
+def test_product_page_title_is_plain_and_the_apply_form_appears_once(app, client, factory):
+    _bank, product_id = _product(app, factory)
+    client.set_cookie("lang", "en")
+    login(client, factory.enterprise())
+    html = client.get(f"/enterprise/products/{product_id}").get_data(as_text=True)
+    assert re.search(r"<title>信用快贷 · Xinyidai</title>", html)
+    assert html.count('data-testid="apply"') == 1
+    assert "for 180 days to review this application" in html
