@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, utcnow
+from models.base import Base, utcnow, value_enum
 from models.enterprise import Enterprise
 from models.product import LoanProduct
 
@@ -38,13 +38,6 @@ OPEN_STATUSES = frozenset(
 )
 
 
-def _status_enum() -> sa.Enum:
-    return sa.Enum(
-        ApplicationStatus, native_enum=False, length=16, validate_strings=True,
-        values_callable=lambda members: [m.value for m in members],
-    )  # fmt: skip
-
-
 class LoanApplication(Base):
     __tablename__ = "loan_application"
 
@@ -55,7 +48,7 @@ class LoanApplication(Base):
     amount: Mapped[Decimal] = mapped_column(sa.Numeric(18, 2))  # CNY asked for
     term_months: Mapped[int]
     purpose: Mapped[str] = mapped_column(sa.String(500))
-    status: Mapped[ApplicationStatus] = mapped_column(_status_enum(), index=True)
+    status: Mapped[ApplicationStatus] = mapped_column(value_enum(ApplicationStatus, 16), index=True)
     sharing_authorization_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("authorization_grant.id")
     )

@@ -16,19 +16,12 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, utcnow
+from models.base import Base, utcnow, value_enum
 from models.enterprise import Enterprise
 from models.organization import Organization
 
 SCOPES: tuple[str, ...] = ("tax", "social_insurance", "utilities", "provident_fund")
 MAX_VALIDITY = dt.timedelta(days=366)
-
-
-def _enum(e: type[enum.Enum], length: int = 24) -> sa.Enum:
-    return sa.Enum(
-        e, native_enum=False, length=length, validate_strings=True,
-        values_callable=lambda members: [m.value for m in members],
-    )  # fmt: skip
 
 
 class AuthorizationKind(enum.StrEnum):
@@ -64,18 +57,18 @@ class Authorization(Base):
         sa.String(36), unique=True, default=lambda: str(uuid.uuid4())
     )
     enterprise_id: Mapped[int] = mapped_column(sa.ForeignKey("enterprise.id"), index=True)
-    kind: Mapped[AuthorizationKind] = mapped_column(_enum(AuthorizationKind))
+    kind: Mapped[AuthorizationKind] = mapped_column(value_enum(AuthorizationKind, 24))
     # Sharing: the bank that may see, or every bank when ``all_banks``; collection: neither.
     grantee_org_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organization.id"), index=True)
     all_banks: Mapped[bool] = mapped_column(default=False)
     # Sorted, comma-separated subset of SCOPES.
     scopes: Mapped[str] = mapped_column(sa.String(100))
     include_records: Mapped[bool] = mapped_column(default=False)
-    purpose: Mapped[Purpose] = mapped_column(_enum(Purpose))
+    purpose: Mapped[Purpose] = mapped_column(value_enum(Purpose, 24))
     data_from: Mapped[dt.date]  # first month of data covered (day 1)
     data_to: Mapped[dt.date]  # last month of data covered (day 1)
     data_life_days: Mapped[int]
-    fetch_frequency: Mapped[FetchFrequency] = mapped_column(_enum(FetchFrequency))
+    fetch_frequency: Mapped[FetchFrequency] = mapped_column(value_enum(FetchFrequency, 24))
     valid_from: Mapped[dt.datetime]
     valid_until: Mapped[dt.datetime]
     consent_text_version: Mapped[str] = mapped_column(sa.String(20))

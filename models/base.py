@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Any
 
 import sqlalchemy as sa
@@ -52,6 +53,18 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+def value_enum(enum_cls: type[enum.Enum], length: int) -> sa.Enum:
+    """A Python enum stored by its values ("bank", not "BANK") in a VARCHAR(``length``),
+    the same on SQLite and PostgreSQL; unknown strings are refused on the way in."""
+    return sa.Enum(
+        enum_cls,
+        native_enum=False,
+        length=length,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 class Base(DeclarativeBase):

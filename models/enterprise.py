@@ -9,7 +9,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from models.base import Base, utcnow
+from models.base import Base, utcnow, value_enum
 from models.codes import normalize_industry_code, normalize_region_code, normalize_uscc
 from models.organization import Organization
 
@@ -38,13 +38,7 @@ class Enterprise(Base):
     annual_revenue: Mapped[Decimal] = mapped_column(sa.Numeric(18, 2))
     total_assets: Mapped[Decimal | None] = mapped_column(sa.Numeric(18, 2))
     size_class: Mapped[SizeClass] = mapped_column(
-        sa.Enum(
-            SizeClass,
-            native_enum=False,
-            length=8,
-            validate_strings=True,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        value_enum(SizeClass, 8),
         index=True,
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

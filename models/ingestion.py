@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ml import schema
-from models.base import Base, utcnow
+from models.base import Base, utcnow, value_enum
 
 
 class BatchStatus(enum.StrEnum):
@@ -51,8 +51,7 @@ class IngestionBatch(Base):
     submitted_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))
     submitted_by_client: Mapped[str | None] = mapped_column(sa.String(100))
     status: Mapped[BatchStatus] = mapped_column(
-        sa.Enum(BatchStatus, native_enum=False, length=16, validate_strings=True,
-                values_callable=lambda e: [m.value for m in e]),
+        value_enum(BatchStatus, 16),
         default=BatchStatus.RECEIVED,
     )  # fmt: skip
     rows_total: Mapped[int] = mapped_column(default=0)

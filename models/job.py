@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, utcnow
+from models.base import Base, utcnow, value_enum
 
 
 class JobStatus(enum.StrEnum):
@@ -27,8 +27,7 @@ class Job(Base):
     enterprise_id: Mapped[int | None] = mapped_column(sa.ForeignKey("enterprise.id"), index=True)
     authorization_id: Mapped[int | None] = mapped_column(sa.ForeignKey("authorization_grant.id"))
     status: Mapped[JobStatus] = mapped_column(
-        sa.Enum(JobStatus, native_enum=False, length=16, validate_strings=True,
-                values_callable=lambda e: [m.value for m in e]),
+        value_enum(JobStatus, 16),
         default=JobStatus.QUEUED,
     )  # fmt: skip
     params: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)

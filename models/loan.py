@@ -9,14 +9,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, utcnow
-
-
-def _enum(e: type[enum.Enum]) -> sa.Enum:
-    return sa.Enum(
-        e, native_enum=False, length=16, validate_strings=True,
-        values_callable=lambda members: [m.value for m in members],
-    )  # fmt: skip
+from models.base import Base, utcnow, value_enum
 
 
 class LoanStatus(enum.StrEnum):
@@ -51,7 +44,7 @@ class Loan(Base):
     pool_candidate: Mapped[bool] = mapped_column(default=False)
     outstanding: Mapped[Decimal] = mapped_column(sa.Numeric(18, 2))
     status: Mapped[LoanStatus] = mapped_column(
-        _enum(LoanStatus), default=LoanStatus.ACTIVE, index=True
+        value_enum(LoanStatus, 16), default=LoanStatus.ACTIVE, index=True
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -70,7 +63,7 @@ class LoanEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     loan_id: Mapped[int] = mapped_column(sa.ForeignKey("loan.id"), index=True)
-    kind: Mapped[LoanEventKind] = mapped_column(_enum(LoanEventKind))
+    kind: Mapped[LoanEventKind] = mapped_column(value_enum(LoanEventKind, 16))
     occurred_on: Mapped[dt.date]
     amount: Mapped[Decimal | None] = mapped_column(sa.Numeric(18, 2))
     days_overdue: Mapped[int | None]

@@ -15,14 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, utcnow
-
-
-def _enum(e: type[enum.Enum], length: int = 16) -> sa.Enum:
-    return sa.Enum(
-        e, native_enum=False, length=length, validate_strings=True,
-        values_callable=lambda members: [m.value for m in members],
-    )  # fmt: skip
+from models.base import Base, utcnow, value_enum
 
 
 class ModelKind(enum.StrEnum):
@@ -40,7 +33,7 @@ class ModelVersion(Base):
     __tablename__ = "model_version"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[ModelKind] = mapped_column(_enum(ModelKind))
+    kind: Mapped[ModelKind] = mapped_column(value_enum(ModelKind, 16))
     # Relative to the configured MODEL_ROOT (the only directory models are loaded from).
     directory: Mapped[str] = mapped_column(sa.String(500))
     # ``content_hash`` of the artifact's manifest (sha256 over its files' hashes).
@@ -49,7 +42,7 @@ class ModelVersion(Base):
     training_summary: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     validation_report: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     status: Mapped[ModelStatus] = mapped_column(
-        _enum(ModelStatus), default=ModelStatus.CANDIDATE, index=True
+        value_enum(ModelStatus, 16), default=ModelStatus.CANDIDATE, index=True
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))

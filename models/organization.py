@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, utcnow
+from models.base import Base, utcnow, value_enum
 
 if TYPE_CHECKING:
     from models.enterprise import Enterprise
@@ -27,13 +27,7 @@ class Organization(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[OrgKind] = mapped_column(
-        sa.Enum(
-            OrgKind,
-            native_enum=False,
-            length=16,
-            validate_strings=True,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        value_enum(OrgKind, 16),
         index=True,
     )
     name: Mapped[str] = mapped_column(sa.String(200))

@@ -14,15 +14,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, utcnow
+from models.base import Base, utcnow, value_enum
 from models.organization import Organization
-
-
-def _enum(e: type[enum.Enum], length: int = 40) -> sa.Enum:
-    return sa.Enum(
-        e, native_enum=False, length=length, validate_strings=True,
-        values_callable=lambda members: [m.value for m in members],
-    )  # fmt: skip
 
 
 class ProductType(enum.StrEnum):
@@ -52,7 +45,7 @@ class LoanProduct(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     bank_org_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
     name: Mapped[str] = mapped_column(sa.String(120))
-    product_type: Mapped[ProductType] = mapped_column(_enum(ProductType))
+    product_type: Mapped[ProductType] = mapped_column(value_enum(ProductType, 40))
     description: Mapped[str] = mapped_column(sa.Text, default="")
     amount_min: Mapped[Decimal] = mapped_column(sa.Numeric(18, 2))  # CNY
     amount_max: Mapped[Decimal] = mapped_column(sa.Numeric(18, 2))
@@ -60,7 +53,7 @@ class LoanProduct(Base):
     term_max_months: Mapped[int]
     rate_min: Mapped[Decimal] = mapped_column(sa.Numeric(6, 3))  # annual interest, percent
     rate_max: Mapped[Decimal] = mapped_column(sa.Numeric(6, 3))
-    repayment_method: Mapped[RepaymentMethod] = mapped_column(_enum(RepaymentMethod))
+    repayment_method: Mapped[RepaymentMethod] = mapped_column(value_enum(RepaymentMethod, 40))
     upfront_fee_pct: Mapped[Decimal] = mapped_column(sa.Numeric(6, 3), default=Decimal(0))
     response_days: Mapped[int]  # Chinese working days to answer an application
 
@@ -80,7 +73,7 @@ class LoanProduct(Base):
     pool_participation: Mapped[bool] = mapped_column(default=False)
 
     status: Mapped[ProductStatus] = mapped_column(
-        _enum(ProductStatus), default=ProductStatus.DRAFT, index=True
+        value_enum(ProductStatus, 40), default=ProductStatus.DRAFT, index=True
     )
     revised_from_id: Mapped[int | None] = mapped_column(sa.ForeignKey("loan_product.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
