@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import selectinload
 
 from app.services import audit, authorization, workdays
 from app.services.accounts import AccountError, PermissionRefused
@@ -73,6 +74,8 @@ STATUS_LABELS = {
     S.WITHDRAWN: _l("Withdrawn"),
 }
 SHARING_DAYS = 180
+# List pages show each application's product and bank: load them with the list, not per row.
+_LIST_LOADS = selectinload(LoanApplication.product).selectinload(LoanProduct.bank)
 
 
 class IllegalTransition(AccountError):
@@ -290,6 +293,7 @@ def for_enterprise(actor: User) -> list[LoanApplication]:
     return list(
         db.session.scalars(
             sa.select(LoanApplication)
+            .options(_LIST_LOADS)
             .where(
                 LoanApplication.enterprise_id == enterprise.id, LoanApplication.status != S.DRAFT
             )
@@ -305,6 +309,7 @@ def for_bank(actor: User) -> list[LoanApplication]:
     return list(
         db.session.scalars(
             sa.select(LoanApplication)
+            .options(_LIST_LOADS, selectinload(LoanApplication.enterprise))
             .where(
                 LoanApplication.bank_org_id == actor.organization_id,
                 LoanApplication.status != S.DRAFT,

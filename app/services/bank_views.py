@@ -18,7 +18,7 @@ from flask_babel import lazy_gettext as _l
 from app.services import audit, authorization, matching, products, profiles
 from app.services.authorization import Action
 from app.services.matching_engine import eligibility
-from models import Enterprise, LoanProduct, Organization, ProductStatus, User, db
+from models import Enterprise, LoanProduct, Organization, User, db
 from models import records as rec
 from models.base import utcnow
 
@@ -65,11 +65,7 @@ def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
             sa.select(Enterprise).where(Enterprise.id.in_(ids)).order_by(Enterprise.name)
         )
     )
-    own_products = [
-        p
-        for p in products.published(products.Filters(bank_org_id=bank.id))
-        if p.status is ProductStatus.PUBLISHED
-    ]
+    own_products = products.published(products.Filters(bank_org_id=bank.id))
     result = [Prospect(e) for e in enterprises]
     if own_products:
         ok = eligibility(matching.facts_of(enterprises, now), matching.rules_of(own_products))
