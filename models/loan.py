@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow, value_enum
+from models.enterprise import Enterprise
 
 
 class LoanStatus(enum.StrEnum):
@@ -48,6 +49,7 @@ class Loan(Base):
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
+    enterprise: Mapped[Enterprise] = relationship()
     events: Mapped[list[LoanEvent]] = relationship(back_populates="loan", order_by="LoanEvent.id")
 
     __table_args__ = (
