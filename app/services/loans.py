@@ -12,6 +12,7 @@ from decimal import Decimal
 import pandas as pd
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import selectinload
 
 from app.services import applications, audit, authorization
 from app.services.accounts import AccountError, PermissionRefused
@@ -143,6 +144,7 @@ def for_bank(actor: User) -> list[Loan]:
     return list(
         db.session.scalars(
             sa.select(Loan)
+            .options(selectinload(Loan.enterprise))
             .where(Loan.bank_org_id == actor.organization_id)
             .order_by(Loan.disbursed_on.desc())
         )
