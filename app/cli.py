@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from app.extensions import db
-from app.services import accounts, audit, demo
+from app.services import accounts, applications, audit, demo
 from models import Organization, OrgKind, Role, User
 
 
@@ -18,6 +18,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(accounts_group)
     app.cli.add_command(audit_group)
+    app.cli.add_command(applications_group)
 
 
 @click.command("seed-demo")
@@ -134,3 +135,20 @@ def audit_verify() -> None:
         err=True,
     )
     raise SystemExit(1)
+
+
+@click.group("applications", cls=AppGroup)
+def applications_group() -> None:
+    """Loan applications and their working-day deadlines."""
+
+
+@applications_group.command("check-deadlines")
+def check_deadlines() -> None:
+    """Tell the office, bank and enterprise about each application past its deadline (once)
+    and send on those whose enterprise agreed. Run it periodically (every few minutes)."""
+    result = applications.check_deadlines()
+    db.session.commit()
+    click.echo(
+        f"{result['overdue_told']} newly overdue application(s) notified, "
+        f"{result['routed']} sent on to the next matching bank."
+    )

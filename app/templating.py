@@ -9,6 +9,9 @@ from typing import Any
 from flask import Flask
 from flask_babel import format_datetime, format_decimal
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+
+from app.services import notifications
 
 # How each audited action reads in the enterprise's "who used my data" log.
 AUDIT_ACTIONS = {
@@ -21,6 +24,9 @@ AUDIT_ACTIONS = {
     "profile.view": _l("Viewed your credit profile"),
     "records.view": _l("Viewed your detail records"),
     "report.export": _l("Exported your data"),
+    "need.posted": _l("Posted a financing need"),
+    "need.taken": _l("A bank took your financing need"),
+    "need.withdrawn": _l("Withdrew a financing need"),
 }
 
 
@@ -56,4 +62,5 @@ def register(app: Flask) -> None:
 
     @app.context_processor
     def _globals() -> dict[str, Any]:
-        return {"platform_name": "Xinyidai"}
+        unread = notifications.unread_count(current_user) if current_user.is_authenticated else 0
+        return {"platform_name": "Xinyidai", "unread_notifications": unread}

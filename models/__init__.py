@@ -24,6 +24,8 @@ from models.ingestion import IngestionBatch, RejectedRow
 from models.job import Job, JobStatus
 from models.loan import Loan, LoanEvent, LoanEventKind, LoanStatus
 from models.model_version import ModelKind, ModelStatus, ModelVersion
+from models.need import FinancingNeed, NeedStatus
+from models.notification import Notification
 from models.organization import Organization, OrgKind
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
 from models.profile import CreditProfile
@@ -44,6 +46,7 @@ __all__ = [
     "CreditProfile",
     "Enterprise",
     "FetchFrequency",
+    "FinancingNeed",
     "IngestionBatch",
     "Job",
     "JobStatus",
@@ -56,6 +59,8 @@ __all__ = [
     "ModelKind",
     "ModelStatus",
     "ModelVersion",
+    "NeedStatus",
+    "Notification",
     "OrgKind",
     "Organization",
     "ProductStatus",

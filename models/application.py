@@ -25,6 +25,8 @@ class ApplicationStatus(enum.StrEnum):
     DECLINED = "declined"
     DISBURSED = "disbursed"
     WITHDRAWN = "withdrawn"
+    # The bank missed its deadline and the enterprise had it sent to the next matching bank.
+    ROUTED = "routed"
 
 
 OPEN_STATUSES = frozenset(
@@ -64,6 +66,16 @@ class LoanApplication(Base):
     offer_term_months: Mapped[int | None]
     offer_fee: Mapped[Decimal | None] = mapped_column(sa.Numeric(18, 2))  # CNY, upfront
     offer_valid_until: Mapped[dt.date | None]
+    # Taken by a bank from the enterprise's financing need (抢单) rather than applied for.
+    need_id: Mapped[int | None] = mapped_column(sa.ForeignKey("financing_need.id"), index=True)
+    # Sent here from an application whose bank missed its deadline.
+    routed_from_id: Mapped[int | None] = mapped_column(sa.ForeignKey("loan_application.id"))
+    # The enterprise's standing consent: past the deadline, send it on to the next matching
+    # bank (and share the profile with that bank); who consented, so routing acts for them.
+    route_on_overdue: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    route_consent_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))
+    # When the office, bank and enterprise were told that the deadline passed (once).
+    overdue_notified_at: Mapped[dt.datetime | None]
 
     enterprise: Mapped[Enterprise] = relationship()
     product: Mapped[LoanProduct] = relationship()

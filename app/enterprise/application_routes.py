@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -14,7 +15,7 @@ from app.enterprise import bp
 from app.enterprise.match_routes import published_or_404, render_product
 from app.extensions import db
 from app.forms import ConfirmForm
-from app.services import applications, enterprises, matching, offers, products
+from app.services import applications, enterprises, matching, products
 from app.services.accounts import AccountError, PermissionRefused
 from models import ApplicationStatus, LoanApplication
 
@@ -47,7 +48,10 @@ def apply(product_id: int) -> Any:
                 current_user, product, amount, int(term), request.form.get("purpose", "")
             )
             applications.submit(
-                current_user, app, confirm_sharing=request.form.get("confirm_sharing") == "y"
+                current_user,
+                app,
+                confirm_sharing=request.form.get("confirm_sharing") == "y",
+                route_on_overdue=request.form.get("route_on_overdue") == "y",
             )
         except (AccountError, PermissionRefused) as exc:
             db.session.rollback()
@@ -64,28 +68,16 @@ def application_list() -> Any:
     return render_template(
         "enterprise/applications.html",
         applications=applications.for_enterprise(current_user),
+        offers=applications.open_offers(current_user),
         labels=applications.STATUS_LABELS,
+        action_form=ConfirmForm(),
     )
 
 
 @bp.get("/applications/<int:application_id>")
 def application_detail(application_id: int) -> Any:
     app = _own(application_id)
-    offer = None
-    if app.offer_amount is not None and app.offer_rate is not None and app.offer_term_months:
-        plan = offers.schedule(
-            app.offer_amount,
-            app.offer_rate,
-            app.offer_term_months,
-            app.product.repayment_method.value,
-        )
-        payments = [i.payment for i in plan]
-        offer = {
-            "total": sum(payments, Decimal(0)),
-            "interest": sum((i.interest for i in plan), Decimal(0)),
-            "apr": offers.apr(app.offer_amount, app.offer_fee or Decimal(0), payments),
-            "first_payment": payments[0],
-        }
+    offer = applications.offer_summary(app)
     alternatives = []
     if app.status is ApplicationStatus.REJECTED:
         enterprise = enterprises.enterprise_of(current_user)
@@ -102,6 +94,9 @@ def application_detail(application_id: int) -> Any:
         labels=applications.STATUS_LABELS,
         reasons=applications.REJECTION_CODES,
         overdue=applications.is_overdue(app),
+        successor=db.session.scalar(
+            sa.select(LoanApplication).where(LoanApplication.routed_from_id == app.id)
+        ),
         action_form=ConfirmForm(),
     )
 
@@ -120,3 +115,26 @@ def application_change(application_id: int, change: str) -> Response:
         db.session.commit()
         flash(str(applications.STATUS_LABELS[app.status]), "success")
     return redirect(url_for("enterprise.application_detail", application_id=application_id))
+
+
+@bp.post("/applications/<int:application_id>/route")
+def application_route(application_id: int) -> Response:
+    """The bank missed its deadline: send the application on to the next matching bank."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    app = _own(application_id)
+    if request.form.get("confirm_sharing") != "y":
+        flash(_("Confirm that the next bank may see your credit profile."), "error")
+        return redirect(url_for("enterprise.application_detail", application_id=application_id))
+    try:
+        successor = applications.route(current_user, app)
+    except (AccountError, PermissionRefused) as exc:
+        db.session.rollback()
+        flash(str(exc.message), "error")
+        return redirect(url_for("enterprise.application_detail", application_id=application_id))
+    db.session.commit()
+    if successor is None:
+        flash(_("No other bank has a product you qualify for; the application stays."), "error")
+        return redirect(url_for("enterprise.application_detail", application_id=application_id))
+    flash(_("Application sent to %(bank)s.", bank=successor.product.bank.name), "success")
+    return redirect(url_for("enterprise.application_detail", application_id=successor.id))

@@ -9,6 +9,7 @@ illegal one raises :class:`IllegalTransition` and changes nothing — and record
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import selectinload
 
-from app.services import audit, authorization, workdays
+from app.services import audit, authorization, notifications, offers, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.authorization import Action
 from models import (
@@ -52,6 +53,9 @@ TRANSITIONS: dict[tuple[ApplicationStatus, ApplicationStatus], OrgKind] = {
         (s, S.WITHDRAWN): OrgKind.ENTERPRISE
         for s in (S.DRAFT, S.SUBMITTED, S.UNDER_REVIEW, S.OFFERED)
     },
+    # Past the bank's deadline, with the enterprise's consent (see :func:`route`).
+    (S.SUBMITTED, S.ROUTED): OrgKind.ENTERPRISE,
+    (S.UNDER_REVIEW, S.ROUTED): OrgKind.ENTERPRISE,
 }
 
 REJECTION_CODES = {
@@ -72,6 +76,7 @@ STATUS_LABELS = {
     S.DECLINED: _l("Offer declined"),
     S.DISBURSED: _l("Disbursed"),
     S.WITHDRAWN: _l("Withdrawn"),
+    S.ROUTED: _l("Sent on to another bank"),
 }
 SHARING_DAYS = 180
 # List pages show each application's product and bank: load them with the list, not per row.
@@ -88,7 +93,11 @@ def move(
     actor: User,
     now: dt.datetime,
     details: dict[str, Any] | None = None,
+    *,
+    automatic: bool = False,
 ) -> None:
+    """Make one transition, record it, audit it, notify both sides (the acting person
+    excepted, unless the platform acted for them: ``automatic``)."""
     side = TRANSITIONS.get((app.status, to))
     if side is None:
         raise IllegalTransition(
@@ -113,6 +122,11 @@ def move(
         f"application.{to.value}", actor=actor, enterprise_id=app.enterprise_id,
         object_type="application", object_id=app.id, details=details or {}, now=now,
     )  # fmt: skip
+    notifications.application_changed(app, None if automatic else actor, now)
+    # needs imports this module; the late import keeps the cycle out of module load.
+    from app.services import needs
+
+    needs.application_ended(app, now)
 
 
 def _enterprise_of(actor: User) -> Enterprise:
@@ -175,12 +189,21 @@ def create(
 
 
 def submit(
-    actor: User, app: LoanApplication, *, confirm_sharing: bool, now: dt.datetime | None = None
+    actor: User,
+    app: LoanApplication,
+    *,
+    confirm_sharing: bool,
+    route_on_overdue: bool = False,
+    now: dt.datetime | None = None,
 ) -> None:
     """Send the application to the bank. The bank must be able to see the profile: an
     existing live sharing grant is used, otherwise one is created — only with the
-    enterprise's explicit confirmation (``confirm_sharing``)."""
+    enterprise's explicit confirmation (``confirm_sharing``). ``route_on_overdue`` is the
+    enterprise's consent to have it sent on to the next matching bank (which then sees the
+    profile) should this bank miss its deadline."""
     now = now or utcnow()
+    if route_on_overdue:
+        app.route_on_overdue, app.route_consent_user_id = True, actor.id
     bank = app.product.bank
     decision = authorization.decide(bank, Action.VIEW_PROFILE, app.enterprise, now=now)
     if decision.allowed:
@@ -274,6 +297,53 @@ def withdraw(actor: User, app: LoanApplication, now: dt.datetime | None = None) 
     move(app, S.WITHDRAWN, actor, now or utcnow())
 
 
+@dataclass(frozen=True)
+class OfferSummary:
+    """An offer on the same terms as any other: every cost in CNY and as an APR."""
+
+    application: LoanApplication
+    amount: Decimal
+    rate: Decimal
+    term_months: int
+    fee: Decimal
+    first_payment: Decimal
+    interest: Decimal
+    total: Decimal  # everything repaid, principal and interest
+    apr: Decimal  # fees included
+    cost_per_10k: Decimal  # interest + fee for every 10,000 CNY borrowed
+
+
+def offer_summary(app: LoanApplication) -> OfferSummary | None:
+    if app.offer_amount is None or app.offer_rate is None or not app.offer_term_months:
+        return None
+    plan = offers.schedule(
+        app.offer_amount, app.offer_rate, app.offer_term_months, app.product.repayment_method.value
+    )
+    payments = [i.payment for i in plan]
+    fee = app.offer_fee or Decimal(0)
+    interest = sum((i.interest for i in plan), Decimal(0))
+    return OfferSummary(
+        application=app, amount=app.offer_amount, rate=app.offer_rate,
+        term_months=app.offer_term_months, fee=fee, first_payment=payments[0],
+        interest=interest, total=sum(payments, Decimal(0)),
+        apr=offers.apr(app.offer_amount, fee, payments),
+        cost_per_10k=((interest + fee) * 10_000 / app.offer_amount).quantize(Decimal("0.01")),
+    )  # fmt: skip
+
+
+def open_offers(actor: User, now: dt.datetime | None = None) -> list[OfferSummary]:
+    """The enterprise's offers it can still accept, cheapest (by APR) first."""
+    now = now or utcnow()
+    summaries = [
+        summary
+        for app in for_enterprise(actor)
+        if app.status is S.OFFERED
+        and (app.offer_valid_until is None or app.offer_valid_until >= now.date())
+        and (summary := offer_summary(app)) is not None
+    ]
+    return sorted(summaries, key=lambda o: (o.apr, o.application.id))
+
+
 def is_overdue(app: LoanApplication, now: dt.datetime | None = None) -> bool:
     """Still unanswered past the product's response deadline (flagged to the office)."""
     now = now or utcnow()
@@ -281,6 +351,20 @@ def is_overdue(app: LoanApplication, now: dt.datetime | None = None) -> bool:
         app.status in (S.SUBMITTED, S.UNDER_REVIEW)
         and app.respond_by is not None
         and app.respond_by < now
+    )
+
+
+def working_days_late(app: LoanApplication, now: dt.datetime | None = None) -> int:
+    """Whole Chinese working days since the deadline's day (Beijing dates); 0 on that day."""
+    if app.respond_by is None:
+        return 0
+    now = now or utcnow()
+    return max(
+        0,
+        workdays.working_days_between(
+            app.respond_by.astimezone(workdays.SHANGHAI).date(),
+            now.astimezone(workdays.SHANGHAI).date(),
+        ),
     )
 
 
@@ -327,6 +411,7 @@ def overdue(now: dt.datetime | None = None) -> list[LoanApplication]:
     return list(
         db.session.scalars(
             sa.select(LoanApplication)
+            .options(_LIST_LOADS, selectinload(LoanApplication.enterprise))
             .where(
                 LoanApplication.status.in_((S.SUBMITTED, S.UNDER_REVIEW)),
                 LoanApplication.respond_by < now,
@@ -334,3 +419,110 @@ def overdue(now: dt.datetime | None = None) -> list[LoanApplication]:
             .order_by(LoanApplication.respond_by)
         )
     )
+
+
+# Routing past the deadline ------------------------------------------------------------
+
+
+def _banks_tried(app: LoanApplication) -> set[int]:
+    """Banks this request has already been with: the routing chain and, for a need, every
+    bank that took it."""
+    banks = {app.bank_org_id}
+    current: LoanApplication | None = app
+    while current is not None and current.routed_from_id is not None:
+        current = db.session.get(LoanApplication, current.routed_from_id)
+        if current is not None:
+            banks.add(current.bank_org_id)
+    if app.need_id is not None:
+        banks.update(
+            db.session.scalars(
+                sa.select(LoanApplication.bank_org_id).where(LoanApplication.need_id == app.need_id)
+            )
+        )
+    return banks
+
+
+def next_product(app: LoanApplication, now: dt.datetime | None = None) -> LoanProduct | None:
+    """The best-fitting product of a bank not yet tried that the enterprise qualifies for,
+    lends the amount and term asked, and has no open application from it."""
+    from app.services import matching, products  # products → matching → this module
+
+    tried = _banks_tried(app)
+    open_products = set(
+        db.session.scalars(
+            sa.select(LoanApplication.product_id).where(
+                LoanApplication.enterprise_id == app.enterprise_id,
+                LoanApplication.status.in_(OPEN_STATUSES),
+            )
+        )
+    )
+    candidates = [
+        p
+        for p in products.published(
+            products.Filters(amount=app.amount, term_months=app.term_months)
+        )
+        if p.bank_org_id not in tried and p.id not in open_products
+    ]
+    for match in matching.explain(app.enterprise, candidates, now):
+        if match.eligible:
+            return match.product
+    return None
+
+
+def route(
+    actor: User, app: LoanApplication, *, automatic: bool = False, now: dt.datetime | None = None
+) -> LoanApplication | None:
+    """Send an overdue application on to the next matching bank, for the enterprise.
+
+    ``actor`` is the enterprise user asking now, or — ``automatic`` — the one who gave the
+    standing consent when submitting. The new application is submitted at once with a
+    sharing grant to the new bank (the consent covers it) and keeps the routing consent.
+    Returns it, or ``None`` when no other bank fits (the application then stays where it is
+    and the enterprise is told)."""
+    now = now or utcnow()
+    if not is_overdue(app, now):
+        raise IllegalTransition(
+            _l("An application is sent on only after the bank missed its deadline.")
+        )
+    if automatic and not app.route_on_overdue:
+        raise PermissionRefused(_l("The enterprise did not agree to have it sent on."))
+    product = next_product(app, now)
+    if product is None:
+        notifications.notify(
+            [app.enterprise.organization_id], "application.no_route",
+            notifications.application_params(app), application=app, now=now,
+        )  # fmt: skip
+        return None
+    successor = create(actor, product, app.amount, app.term_months, app.purpose, now=now)
+    successor.routed_from_id = app.id
+    move(app, S.ROUTED, actor, now, {"to_product_id": product.id}, automatic=automatic)
+    submit(actor, successor, confirm_sharing=True, route_on_overdue=app.route_on_overdue, now=now)
+    if successor.route_on_overdue:
+        successor.route_consent_user_id = app.route_consent_user_id or actor.id
+    return successor
+
+
+def check_deadlines(now: dt.datetime | None = None) -> dict[str, int]:
+    """The periodic deadline check: tell the office, bank and enterprise once about every
+    application past its deadline, and route those the enterprise agreed to route."""
+    now = now or utcnow()
+    told = routed = 0
+    for app in overdue(now):
+        if app.overdue_notified_at is None:
+            notifications.notify(
+                [app.enterprise.organization_id, app.bank_org_id, *notifications.office_org_ids()],
+                "application.overdue", notifications.application_params(app),
+                application=app, now=now,
+            )  # fmt: skip
+            app.overdue_notified_at = now
+            told += 1
+            if app.route_on_overdue and app.route_consent_user_id is not None:
+                consenting = db.session.get(User, app.route_consent_user_id)
+                if consenting is not None and consenting.is_active:
+                    try:
+                        if route(consenting, app, automatic=True, now=now) is not None:
+                            routed += 1
+                    except (AccountError, PermissionRefused):
+                        continue
+    db.session.flush()
+    return {"overdue_told": told, "routed": routed}
