@@ -36,3 +36,24 @@ def test_both_catalogs_are_compiled():
     for lang in ("zh", "en"):
         mo = TRANSLATIONS / lang / "LC_MESSAGES" / "messages.mo"
         assert mo.exists(), f"{mo} missing: run `make translations`"
+
+
+def test_every_translation_survives_formatting():
+    """Templates format every message (``msgstr % params``), with or without parameters: a
+    bare ``%`` in a translation (say 年利率（%）) would turn the page into a server error."""
+    import re
+
+    placeholder = re.compile(r"%\((\w+)\)[sd]")
+    with open(TRANSLATIONS / "zh" / "LC_MESSAGES" / "messages.po", "rb") as fh:
+        catalog = read_po(fh, locale="zh")
+    broken = []
+    for message in catalog:
+        if not message.id or not message.string or not isinstance(message.id, str):
+            continue
+        params = dict.fromkeys(placeholder.findall(message.id), 1)
+        try:
+            message.id % params
+            message.string % params
+        except (ValueError, TypeError, KeyError) as exc:
+            broken.append(f"{message.id!r} → {message.string!r}: {exc}")
+    assert not broken, broken
