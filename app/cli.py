@@ -44,11 +44,13 @@ def seed_demo_command(enterprises: int, activity: bool) -> None:
     current_app.config["JOBS_EAGER"] = True
     summary = demo.seed_demo(enterprises, password, activity=activity)
     db.session.commit()
-    records = graded = n_applications = 0
+    records = graded = n_applications = n_needs = 0
     if activity:
         records, graded = demo.seed_model_and_profiles()
         db.session.commit()
         n_applications = demo.seed_applications()
+        db.session.commit()
+        n_needs = demo.seed_needs()
         db.session.commit()
     click.echo(
         f"Demo ready: {summary.total_enterprises} enterprises "
@@ -58,7 +60,7 @@ def seed_demo_command(enterprises: int, activity: bool) -> None:
         click.echo(
             f"  {summary.products} new products, {summary.grants} new authorizations, "
             f"{records} records collected, {graded} enterprises graded, "
-            f"{n_applications} new applications."
+            f"{n_applications} new applications, {n_needs} new financing needs."
         )
     for kind, email in demo.DEMO_LOGINS.items():
         click.echo(f"  {kind:<10} {email}")

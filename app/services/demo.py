@@ -29,6 +29,7 @@ from models import (
     User,
     db,
 )
+from models.base import utcnow
 from models.codes import USCC_CHARSET, industry_divisions, uscc_check_digit
 from models.sme_size import classify_size
 
@@ -427,5 +428,75 @@ def seed_applications(limit: int = 24) -> int:
                 (loan.principal / 12).quantize(Decimal("0.01")),
                 today - dt_.timedelta(days=30),
             )
+    db.session.flush()
+    return created
+
+
+def seed_needs(limit: int = 12) -> int:
+    """Financing needs — open, taken by the demo bank, withdrawn — and one application the
+    demo bank left past its deadline (for the office's overdue list). The demo enterprise
+    login gets an open need. A second run adds nothing. Returns the number of needs."""
+    from app.services import applications, matching, needs, products
+    from models import FinancingNeed, LoanApplication
+
+    if db.session.scalar(sa.select(sa.func.count()).select_from(FinancingNeed)):
+        return 0
+    officer = db.session.scalar(sa.select(User).where(User.email == DEMO_LOGINS["bank"]))
+    offered = products.published()
+    if officer is None or not offered:
+        return 0
+    demo_user = db.session.scalar(sa.select(User).where(User.email == DEMO_LOGINS["enterprise"]))
+    busy = set(
+        db.session.scalars(
+            sa.select(LoanApplication.enterprise_id).where(
+                LoanApplication.status.in_(applications.OPEN_STATUSES)
+            )
+        )
+    )
+    candidates = list(db.session.scalars(sa.select(Enterprise).order_by(Enterprise.id).limit(300)))
+    plan = ("open", "taken", "open", "withdrawn", "open", "taken")
+    now = utcnow()
+    created = 0
+    late_done = False
+    for enterprise in candidates:
+        if created >= limit and late_done:
+            break
+        is_demo = demo_user is not None and enterprise.organization_id == demo_user.organization_id
+        if enterprise.id in busy and not is_demo:
+            continue
+        user = demo_user if is_demo else db.session.scalar(
+            sa.select(User).where(User.organization_id == enterprise.organization_id)
+        )  # fmt: skip
+        match = next((m for m in matching.explain(enterprise, offered) if m.eligible), None)
+        if user is None or match is None:
+            continue
+        product = match.product
+        if not late_done and not is_demo and product.bank_org_id == officer.organization_id:
+            # Submitted three weeks ago and never answered: past any product's deadline.
+            late = applications.create(
+                user, product, (product.amount_min * 2).quantize(Decimal(1)),
+                product.term_min_months, "扩大产能、采购设备", now=now - dt.timedelta(days=21),
+            )  # fmt: skip
+            applications.submit(user, late, confirm_sharing=True, now=now - dt.timedelta(days=21))
+            late_done = True
+            continue
+        if created >= limit:
+            continue
+        target = "open" if is_demo else plan[created % len(plan)]
+        terms = needs.NeedTerms(
+            amount=min(product.amount_max, product.amount_min * 2).quantize(Decimal(1)),
+            term_months=product.term_min_months,
+            purpose="补充流动资金，支付原材料货款",
+            max_rate=product.rate_max,
+            valid_days=30,
+        )
+        need = needs.post(user, terms, confirm_sharing=True)
+        created += 1
+        if target == "withdrawn":
+            needs.withdraw(user, need)
+        elif target == "taken":
+            own = needs.matching_products(need, officer.organization_id)
+            if own:
+                needs.take(officer, need, own[0])
     db.session.flush()
     return created

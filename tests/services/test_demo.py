@@ -107,6 +107,8 @@ def test_seed_demo_activity_products_grants_records_profiles(app, runner, monkey
     assert "21 new products" in first.output
     created = int(re.search(r"(\d+) new applications", first.output).group(1))
     assert 0 < created <= 6
+    # The demo enterprise login always gets an open financing need.
+    assert int(re.search(r"(\d+) new financing needs", first.output).group(1)) >= 1
     with app.app_context():
         count = lambda model: db.session.scalar(sa.select(sa.func.count()).select_from(model))  # noqa: E731
         published = db.session.scalar(
@@ -129,6 +131,6 @@ def test_seed_demo_activity_products_grants_records_profiles(app, runner, monkey
     assert records > 6 * 4 * 20  # four sources, about two years each
     second = runner.invoke(args=["seed-demo", "--enterprises", "6"])
     assert "0 new products, 0 new authorizations" in second.output
-    assert "6 enterprises graded, 0 new applications" in second.output
+    assert "6 enterprises graded, 0 new applications, 0 new financing needs" in second.output
     with app.app_context():
         assert (count(Authorization), count(CreditProfile)) == (grants, profiles)
