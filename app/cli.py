@@ -23,7 +23,7 @@ def register(app: Flask) -> None:
 
 @click.command("seed-demo")
 @with_appcontext
-@click.option("--enterprises", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--enterprises", default=300, show_default=True, type=click.IntRange(1, 100_000))
 @click.option(
     "--activity/--no-activity",
     default=True,
