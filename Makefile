@@ -33,7 +33,8 @@ assets: app/static/vendor/.installed
 app/static/vendor/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p app/static/vendor
-	cp node_modules/htmx.org/dist/htmx.min.js node_modules/@picocss/pico/css/pico.min.css app/static/vendor/
+	cp node_modules/htmx.org/dist/htmx.min.js node_modules/@picocss/pico/css/pico.min.css \
+		node_modules/chart.js/dist/chart.umd.min.js app/static/vendor/
 	touch $@
 
 translations: python

@@ -31,6 +31,7 @@ from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMet
 from models.profile import CreditProfile
 from models.provider import ProviderClient, ProviderToken
 from models.records import RECORD_MODELS
+from models.target import KpiTarget
 from models.user import Role, User, UserSession
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "FinancingNeed",
     "IngestionBatch",
     "Job",
+    "KpiTarget",
     "JobStatus",
     "Loan",
     "LoanApplication",

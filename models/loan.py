@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow, value_enum
 from models.enterprise import Enterprise
+from models.product import LoanProduct
 
 
 class LoanStatus(enum.StrEnum):
@@ -50,6 +51,7 @@ class Loan(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     enterprise: Mapped[Enterprise] = relationship()
+    product: Mapped[LoanProduct] = relationship()
     events: Mapped[list[LoanEvent]] = relationship(back_populates="loan", order_by="LoanEvent.id")
 
     __table_args__ = (

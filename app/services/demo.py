@@ -347,7 +347,7 @@ def _seed_grants(bank: Organization, password: str, limit: int) -> int:
     return grants
 
 
-def seed_applications(limit: int = 24) -> int:
+def seed_applications(limit: int = 60) -> int:
     """Applications in every state (and loans with repayments and a default) for the first
     enterprises that qualify for a product of the demo bank, until ``limit`` enterprises have
     applied (so a second run adds nothing). Returns the number of applications created."""
@@ -415,18 +415,23 @@ def seed_applications(limit: int = 24) -> int:
         applications.accept(user, app)
         if target == "accepted":
             continue
-        loan = loans.disburse(officer, app, today - dt_.timedelta(days=60))
+        # Disbursements spread over the last fifteen months, so the office dashboard shows
+        # a trend and a year-on-year comparison.
+        disbursed_on = today - dt_.timedelta(days=40 + 29 * (created % 15))
+        loan = loans.disburse(officer, app, disbursed_on)
         if target == "repaid":
-            loans.record_repayment(officer, loan, loan.outstanding, today - dt_.timedelta(days=5))
+            loans.record_repayment(
+                officer, loan, loan.outstanding, disbursed_on + dt_.timedelta(days=35)
+            )
         elif target == "defaulted":
-            loans.record_overdue(officer, loan, today - dt_.timedelta(days=20), 40)
-            loans.record_default(officer, loan, today - dt_.timedelta(days=2))
+            loans.record_overdue(officer, loan, disbursed_on + dt_.timedelta(days=20), 40)
+            loans.record_default(officer, loan, disbursed_on + dt_.timedelta(days=38))
         else:
             loans.record_repayment(
                 officer,
                 loan,
                 (loan.principal / 12).quantize(Decimal("0.01")),
-                today - dt_.timedelta(days=30),
+                disbursed_on + dt_.timedelta(days=30),
             )
     db.session.flush()
     return created
