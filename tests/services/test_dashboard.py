@@ -48,6 +48,12 @@ PLAN = [
 
 @pytest.fixture
 def world(app_ctx, factory):
+    return build_world(factory)
+
+
+def build_world(factory):
+    """An office, two banks and the loans and applications of :data:`PLAN` (inside an app
+    context; everything committed)."""
     office = db.session.get(User, factory.user(OrgKind.OFFICE).user_id)
     banks = [db.session.get(User, factory.user(OrgKind.BANK).user_id) for _ in range(2)]
     product_list = [
