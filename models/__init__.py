@@ -23,6 +23,14 @@ from models.enterprise import Enterprise, SizeClass
 from models.ingestion import IngestionBatch, RejectedRow
 from models.job import Job, JobStatus
 from models.loan import Loan, LoanEvent, LoanEventKind, LoanStatus
+from models.objection import (
+    CreditRepair,
+    Objection,
+    ObjectionEvidence,
+    ObjectionStatus,
+    ObjectionTarget,
+    RepairStatus,
+)
 from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.organization import Organization, OrgKind
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
@@ -69,6 +77,12 @@ __all__ = [
     "SizeClass",
     "User",
     "UserSession",
+    "CreditRepair",
+    "Objection",
+    "ObjectionEvidence",
+    "ObjectionStatus",
+    "ObjectionTarget",
+    "RepairStatus",
     "db",
     "utcnow",
 ]
