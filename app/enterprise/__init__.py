@@ -9,6 +9,7 @@ restrict_blueprint(bp, OrgKind.ENTERPRISE)
 from app.enterprise import (  # noqa: E402, F401
     application_routes,
     match_routes,
+    objection_routes,
     profile_routes,
     routes,
 )
