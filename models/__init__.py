@@ -23,6 +23,7 @@ from models.enterprise import Enterprise, SizeClass
 from models.ingestion import IngestionBatch, RejectedRow
 from models.job import Job, JobStatus
 from models.loan import Loan, LoanEvent, LoanEventKind, LoanStatus
+from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.objection import (
     CreditRepair,
     Objection,
@@ -31,7 +32,6 @@ from models.objection import (
     ObjectionTarget,
     RepairStatus,
 )
-from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.organization import Organization, OrgKind
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
 from models.profile import CreditProfile
@@ -50,6 +50,7 @@ __all__ = [
     "AuthorizationStatus",
     "Base",
     "CreditProfile",
+    "CreditRepair",
     "Enterprise",
     "FetchFrequency",
     "IngestionBatch",
@@ -64,6 +65,10 @@ __all__ = [
     "ModelKind",
     "ModelStatus",
     "ModelVersion",
+    "Objection",
+    "ObjectionEvidence",
+    "ObjectionStatus",
+    "ObjectionTarget",
     "OrgKind",
     "Organization",
     "ProductStatus",
@@ -72,17 +77,12 @@ __all__ = [
     "ProviderToken",
     "Purpose",
     "RejectedRow",
+    "RepairStatus",
     "RepaymentMethod",
     "Role",
     "SizeClass",
     "User",
     "UserSession",
-    "CreditRepair",
-    "Objection",
-    "ObjectionEvidence",
-    "ObjectionStatus",
-    "ObjectionTarget",
-    "RepairStatus",
     "db",
     "utcnow",
 ]

@@ -153,8 +153,6 @@ class ObjectionEvidence(Base):
     repair: Mapped[CreditRepair | None] = relationship(back_populates="evidence")
 
     __table_args__ = (
-        sa.CheckConstraint(
-            "(objection_id IS NULL) != (repair_id IS NULL)", name="one_owner"
-        ),
+        sa.CheckConstraint("(objection_id IS NULL) != (repair_id IS NULL)", name="one_owner"),
         sa.CheckConstraint("size > 0", name="size_positive"),
     )

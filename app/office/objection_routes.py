@@ -131,9 +131,14 @@ def objection_decide(objection_id: int) -> Any:
         abort(403)
     except AccountError as exc:
         db.session.rollback()
-        return _render_objection(_objection(objection_id), {exc.field or "form": str(exc.message)}, 422)
+        return _render_objection(
+            _objection(objection_id), {exc.field or "form": str(exc.message)}, 422
+        )
     db.session.commit()
-    flash(_("Objection upheld; the record was corrected.") if uphold else _("Objection rejected."), "success")
+    flash(
+        _("Objection upheld; the record was corrected.") if uphold else _("Objection rejected."),
+        "success",
+    )
     return redirect(url_for("office.objection_review", objection_id=objection_id))
 
 
@@ -183,7 +188,10 @@ def repair_decide(repair_id: int) -> Any:
         db.session.rollback()
         return _render_repair(_repair(repair_id), {exc.field or "form": str(exc.message)}, 422)
     db.session.commit()
-    flash(_("Repair approved; the record no longer counts.") if approve else _("Repair rejected."), "success")
+    flash(
+        _("Repair approved; the record no longer counts.") if approve else _("Repair rejected."),
+        "success",
+    )
     return redirect(url_for("office.repair_review", repair_id=repair_id))
 
 

@@ -83,7 +83,9 @@ def apply(
             field="text",
         )
     if open_repair_for(enterprise.id, latest.record_id) is not None:
-        raise AccountError(_l("A repair application for this record is already open."), field="text")
+        raise AccountError(
+            _l("A repair application for this record is already open."), field="text"
+        )
     repair = CreditRepair(
         enterprise_id=enterprise.id,
         record_id=latest.id,
@@ -145,7 +147,7 @@ def decide(
         day = repaired_on or _today(now)
         record = db.session.get(PublicCreditRecord, repair.record_id)
         assert record is not None  # noqa: S101
-        new, diff = objections.add_record_version(
+        new, _diff = objections.add_record_version(
             actor,
             schema.PUBLIC_CREDIT,
             record,

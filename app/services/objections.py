@@ -97,7 +97,9 @@ def _enterprise_actor(actor: User) -> Enterprise:
 def require_office(actor: User) -> None:
     """Office administrators and officers decide; viewers only look."""
     if actor.org_kind is not OrgKind.OFFICE or actor.role is Role.VIEWER:
-        raise PermissionRefused(_l("Only the financial office's administrators and officers may decide."))
+        raise PermissionRefused(
+            _l("Only the financial office's administrators and officers may decide.")
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +147,10 @@ def latest_records(enterprise_id: int, table: str, limit: int = 120) -> list[Sou
         .group_by(*keys)
         .subquery()
     )
-    on = [model.version == newest.c.v, *(getattr(model, k) == newest.c[k] for k in key_columns(table))]
+    on = [
+        model.version == newest.c.v,
+        *(getattr(model, k) == newest.c[k] for k in key_columns(table)),
+    ]
     period = getattr(model, schema.PERIOD_COLUMN[table])
     return list(
         db.session.scalars(
@@ -452,9 +457,7 @@ def file(
     else:
         profile = profiles.latest_profile(enterprise)
         if profile is None:
-            raise AccountError(
-                _l("There is no credit profile to object to yet."), field="text"
-            )
+            raise AccountError(_l("There is no credit profile to object to yet."), field="text")
     if open_objection_for(enterprise.id, table, key) is not None:
         raise AccountError(
             _l("An objection to this is already open; follow it on your objections page."),

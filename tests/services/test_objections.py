@@ -54,7 +54,10 @@ def _setup(factory: Factory) -> tuple[User, User, int]:
     add_records(enterprise, arrears_months=3)
     profiles.compute_profile(enterprise, now=NOW)
     db.session.commit()
-    user, office = db.session.get(User, account.user_id), db.session.get(User, office_account.user_id)
+    user, office = (
+        db.session.get(User, account.user_id),
+        db.session.get(User, office_account.user_id),
+    )
     assert user is not None and office is not None
     return user, office, enterprise.id
 
@@ -105,9 +108,15 @@ def test_deadlines_count_working_days_across_holidays(
 def test_queue_shows_time_left_and_overdue_items_first(app_ctx: Flask, factory: Factory) -> None:
     user, office, enterprise_id = _setup(factory)
     record = _latest_si(enterprise_id)
-    tax = db.session.scalars(sa.select(TaxRecord).where(TaxRecord.enterprise_id == enterprise_id)).first()
-    old = objections.file(user, text="旧异议", table="tax", record_id=tax.id, now=NOW - dt.timedelta(days=14))
-    new = objections.file(user, text="新异议", table="social_insurance", record_id=record.id, now=NOW)
+    tax = db.session.scalars(
+        sa.select(TaxRecord).where(TaxRecord.enterprise_id == enterprise_id)
+    ).first()
+    old = objections.file(
+        user, text="旧异议", table="tax", record_id=tax.id, now=NOW - dt.timedelta(days=14)
+    )
+    new = objections.file(
+        user, text="新异议", table="social_insurance", record_id=record.id, now=NOW
+    )
     objections.flag(office, old, now=NOW - dt.timedelta(days=13))
     queue = objections.queue(NOW + dt.timedelta(hours=1))
     assert [i.objection.id for i in queue] == [old.id, new.id]
@@ -147,7 +156,8 @@ def test_upheld_objection_adds_a_version_keeps_the_old_and_recomputes(
     assert objection.status is ObjectionStatus.UPHELD
     assert objection.corrected_record_id == versions[1].id
     assert objection.correction == {
-        "amount_paid": ["20000.00", "30000.00"], "arrears": ["10000.00", "0.00"]
+        "amount_paid": ["20000.00", "30000.00"],
+        "arrears": ["10000.00", "0.00"],
     }
     after = profiles.latest_profiles([enterprise_id])[enterprise_id]
     assert after.id != before.id and after.trigger == "objection"
@@ -161,7 +171,9 @@ def test_upheld_objection_adds_a_version_keeps_the_old_and_recomputes(
 def test_upholding_needs_a_corrected_value_and_checks_it(app_ctx: Flask, factory: Factory) -> None:
     user, office, enterprise_id = _setup(factory)
     record = _latest_si(enterprise_id)
-    objection = objections.file(user, text="有误", table="social_insurance", record_id=record.id, now=NOW)
+    objection = objections.file(
+        user, text="有误", table="social_insurance", record_id=record.id, now=NOW
+    )
     with pytest.raises(AccountError, match="nothing differs"):
         objections.decide(office, objection, uphold=True, corrections={}, now=NOW)
     with pytest.raises(AccountError) as bad:
@@ -171,7 +183,7 @@ def test_upholding_needs_a_corrected_value_and_checks_it(app_ctx: Flask, factory
 
 
 def test_rejection_needs_a_reason(app_ctx: Flask, factory: Factory) -> None:
-    user, office, enterprise_id = _setup(factory)
+    user, office, _enterprise_id = _setup(factory)
     objection = objections.file(user, text="评级不公", now=NOW)  # the profile
     with pytest.raises(AccountError) as refused:
         objections.decide(office, objection, uphold=False, reason="  ", now=NOW)
@@ -186,7 +198,7 @@ def test_rejection_needs_a_reason(app_ctx: Flask, factory: Factory) -> None:
 def test_only_office_officers_decide_and_only_enterprises_file(
     app_ctx: Flask, factory: Factory
 ) -> None:
-    user, office, enterprise_id = _setup(factory)
+    user, _office, _enterprise_id = _setup(factory)
     viewer = db.session.get(User, factory.user(OrgKind.OFFICE, Role.VIEWER).user_id)
     bank = db.session.get(User, factory.user(OrgKind.BANK).user_id)
     objection = objections.file(user, text="有误", now=NOW)
@@ -229,7 +241,7 @@ def test_bad_evidence_is_refused_and_nothing_is_stored(
 def test_evidence_is_kept_under_the_instance_path_with_its_hash(
     app_ctx: Flask, factory: Factory
 ) -> None:
-    user, office, enterprise_id = _setup(factory)
+    user, office, _enterprise_id = _setup(factory)
     other = db.session.get(User, factory.enterprise().user_id)
     objection = objections.file(
         user, text="有误", uploads=[Upload("C:\\scans\\回单.png", PNG)], now=NOW
@@ -264,7 +276,9 @@ def test_marks_cover_every_version_while_open_and_vanish_after(
     user, office, enterprise_id = _setup(factory)
     record = _latest_si(enterprise_id)
     assert not objections.marks_for(enterprise_id)
-    objection = objections.file(user, text="有误", table="social_insurance", record_id=record.id, now=NOW)
+    objection = objections.file(
+        user, text="有误", table="social_insurance", record_id=record.id, now=NOW
+    )
     marks = objections.marks_for(enterprise_id)
     assert marks.has(record) and marks.profile is None
     with pytest.raises(AccountError, match="already open"):
@@ -296,7 +310,10 @@ def test_approved_repair_stops_the_record_counting_and_being_shown(
     assert repair.status is RepairStatus.APPROVED and repair.repaired_on == dt.date(2026, 11, 16)
     versions = db.session.scalars(
         sa.select(PublicCreditRecord)
-        .where(PublicCreditRecord.enterprise_id == enterprise_id, PublicCreditRecord.record_id == "P-1")
+        .where(
+            PublicCreditRecord.enterprise_id == enterprise_id,
+            PublicCreditRecord.record_id == "P-1",
+        )
         .order_by(PublicCreditRecord.version)
     ).all()  # fmt: skip
     assert [(v.version, v.repaired_on) for v in versions] == [(1, None), (2, dt.date(2026, 11, 16))]
@@ -311,7 +328,7 @@ def test_approved_repair_stops_the_record_counting_and_being_shown(
 def test_rejected_repair_needs_a_reason_and_changes_nothing(
     app_ctx: Flask, factory: Factory
 ) -> None:
-    user, office, enterprise_id = _setup(factory)
+    user, office, _enterprise_id = _setup(factory)
     penalty = db.session.scalar(
         sa.select(PublicCreditRecord).where(PublicCreditRecord.record_id == "P-1")
     )
@@ -326,8 +343,8 @@ def test_rejected_repair_needs_a_reason_and_changes_nothing(
 
 
 def test_seed_demo_objections_adds_every_state_once(app_ctx: Flask, factory: Factory) -> None:
-    from app.services.demo import DEMO_LOGINS, OFFICE_NAME
     from app.services import accounts
+    from app.services.demo import DEMO_LOGINS, OFFICE_NAME
     from models import Organization
 
     accounts_made = [factory.enterprise() for _ in range(6)]

@@ -50,7 +50,9 @@ def _enterprise(app: Flask, factory: Factory) -> tuple[Account, int, int]:
         return account, enterprise.id, record_id
 
 
-def _file(client: FlaskClient, record_id: int, files: list[tuple[bytes, str]] | None = None) -> object:
+def _file(
+    client: FlaskClient, record_id: int, files: list[tuple[bytes, str]] | None = None
+) -> object:
     token = csrf_token(client, "/enterprise/records")
     data = {
         "csrf_token": token,
@@ -59,11 +61,7 @@ def _file(client: FlaskClient, record_id: int, files: list[tuple[bytes, str]] | 
         "text": "该月社保已足额缴纳，附银行回单。",
         "evidence": [(io.BytesIO(b), name) for b, name in (files or [(PDF, "回单.pdf")])],
     }
-    return client.post(
-        "/enterprise/objections/new", data=data, content_type="multipart/form-data"
-    )
-
-
+    return client.post("/enterprise/objections/new", data=data, content_type="multipart/form-data")
 
 
 def test_enterprise_files_and_the_office_decides(
@@ -80,7 +78,9 @@ def test_enterprise_files_and_the_office_decides(
     assert "Filed" in detail and "回单.pdf" in detail and "working days left" in detail
     profile = client.get("/enterprise/profile").get_data(as_text=True)
     assert 'data-testid="records-under-objection"' in profile
-    assert 'data-testid="under-objection"' in client.get("/enterprise/records").get_data(as_text=True)
+    assert 'data-testid="under-objection"' in client.get("/enterprise/records").get_data(
+        as_text=True
+    )
     with app.app_context():
         objection = db.session.scalars(sa.select(Objection)).one()
         evidence = objection.evidence[0]
@@ -143,7 +143,9 @@ def test_objection_to_the_profile_is_marked_until_rejected(
     account, _enterprise_id, _record_id = _enterprise(app, factory)
     login(client, account)
     token = csrf_token(client, "/enterprise/objections/new")
-    filed = client.post("/enterprise/objections/new", data={"csrf_token": token, "text": "等级偏低"})
+    filed = client.post(
+        "/enterprise/objections/new", data={"csrf_token": token, "text": "等级偏低"}
+    )
     assert filed.status_code == 302
     assert 'data-testid="profile-under-objection"' in client.get("/enterprise/profile").get_data(
         as_text=True
@@ -194,23 +196,34 @@ def test_another_enterprise_can_neither_object_nor_see(
     login(intruder, factory.enterprise())
     assert intruder.get(f"/enterprise/objections/{objection_id}").status_code == 404
     assert intruder.get(f"/enterprise/evidence/{evidence_id}").status_code == 404
-    assert intruder.get(
-        f"/enterprise/objections/new?table=social_insurance&record={record_id}"
-    ).status_code == 404
+    assert (
+        intruder.get(
+            f"/enterprise/objections/new?table=social_insurance&record={record_id}"
+        ).status_code
+        == 404
+    )
     assert _file(intruder, record_id).status_code == 404
     assert f'data-objection="{objection_id}"' not in intruder.get(
         "/enterprise/objections"
     ).get_data(as_text=True)
 
 
-def test_banks_cannot_reach_objection_pages(client: FlaskClient, login_as) -> None:  # noqa: ANN001
+def test_banks_cannot_reach_objection_pages(client: FlaskClient, login_as) -> None:
     login_as(OrgKind.BANK)
-    for path in ("/enterprise/objections", "/enterprise/records", "/office/objections",
-                 "/office/objections/1", "/office/evidence/1", "/enterprise/evidence/1"):
+    for path in (
+        "/enterprise/objections",
+        "/enterprise/records",
+        "/office/objections",
+        "/office/objections/1",
+        "/office/evidence/1",
+        "/enterprise/evidence/1",
+    ):
         assert client.get(path).status_code == 403, path  # fmt: skip
 
 
-def test_office_queue_shows_overdue_in_red(app: Flask, client: FlaskClient, factory: Factory) -> None:
+def test_office_queue_shows_overdue_in_red(
+    app: Flask, client: FlaskClient, factory: Factory
+) -> None:
     account, _enterprise_id, record_id = _enterprise(app, factory)
     with app.app_context():
         user = db.session.get(User, account.user_id)
