@@ -26,6 +26,14 @@ from models.loan import Loan, LoanEvent, LoanEventKind, LoanStatus
 from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.need import FinancingNeed, NeedStatus
 from models.notification import Notification
+from models.objection import (
+    CreditRepair,
+    Objection,
+    ObjectionEvidence,
+    ObjectionStatus,
+    ObjectionTarget,
+    RepairStatus,
+)
 from models.organization import Organization, OrgKind
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
 from models.profile import CreditProfile
@@ -45,6 +53,7 @@ __all__ = [
     "AuthorizationStatus",
     "Base",
     "CreditProfile",
+    "CreditRepair",
     "Enterprise",
     "FetchFrequency",
     "FinancingNeed",
@@ -63,6 +72,10 @@ __all__ = [
     "ModelVersion",
     "NeedStatus",
     "Notification",
+    "Objection",
+    "ObjectionEvidence",
+    "ObjectionStatus",
+    "ObjectionTarget",
     "OrgKind",
     "Organization",
     "ProductStatus",
@@ -71,6 +84,7 @@ __all__ = [
     "ProviderToken",
     "Purpose",
     "RejectedRow",
+    "RepairStatus",
     "RepaymentMethod",
     "Role",
     "SizeClass",

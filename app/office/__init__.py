@@ -10,5 +10,6 @@ from app.office import (  # noqa: E402, F401
     application_routes,
     dashboard_routes,
     ingestion_routes,
+    objection_routes,
     routes,
 )

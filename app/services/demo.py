@@ -228,6 +228,9 @@ def seed_model_and_profiles() -> tuple[int, int]:
     if stale:
         profiles.compute_all(stale, commit=False)
         db.session.flush()
+    from app.services.objections import seed_demo_objections
+
+    seed_demo_objections()
     graded = sum(1 for p in profiles.latest_profiles(all_ids).values() if p.grade is not None)
     records = sum(
         db.session.scalar(sa.select(sa.func.count()).select_from(model)) or 0

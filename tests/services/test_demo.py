@@ -119,8 +119,9 @@ def test_seed_demo_activity_products_grants_records_profiles(app, runner, monkey
         assert published == 21
         grants, profiles = count(Authorization), count(CreditProfile)
         # One snapshot when the records arrived (no model approved yet: no grade), one once
-        # the demo model was approved; the latest of each enterprise is graded.
-        assert profiles == 12
+        # the demo model was approved; the latest of each enterprise is graded. One more for
+        # the demo's upheld objection (the corrected record's profile is recomputed).
+        assert profiles == 12 + 1
         graded = db.session.scalar(
             sa.select(sa.func.count(sa.distinct(CreditProfile.enterprise_id))).where(
                 CreditProfile.grade.is_not(None)
