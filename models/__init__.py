@@ -25,6 +25,16 @@ from models.job import Job, JobStatus
 from models.loan import Loan, LoanEvent, LoanEventKind, LoanStatus
 from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.organization import Organization, OrgKind
+from models.pool import (
+    ClaimStatus,
+    CoverageStatus,
+    PoolAccount,
+    PoolClaim,
+    PoolCoverage,
+    PoolEntryKind,
+    PoolLedgerEntry,
+    RiskPool,
+)
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
 from models.profile import CreditProfile
 from models.provider import ProviderClient, ProviderToken
@@ -41,6 +51,8 @@ __all__ = [
     "AuthorizationKind",
     "AuthorizationStatus",
     "Base",
+    "ClaimStatus",
+    "CoverageStatus",
     "CreditProfile",
     "Enterprise",
     "FetchFrequency",
@@ -58,6 +70,11 @@ __all__ = [
     "ModelVersion",
     "OrgKind",
     "Organization",
+    "PoolAccount",
+    "PoolClaim",
+    "PoolCoverage",
+    "PoolEntryKind",
+    "PoolLedgerEntry",
     "ProductStatus",
     "ProductType",
     "ProviderClient",
@@ -65,6 +82,7 @@ __all__ = [
     "Purpose",
     "RejectedRow",
     "RepaymentMethod",
+    "RiskPool",
     "Role",
     "SizeClass",
     "User",
