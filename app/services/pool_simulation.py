@@ -44,9 +44,7 @@ class SimulationResult:
 
     @property
     def histogram(self) -> list[tuple[float, float, int]]:
-        return [
-            (self.bin_edges[i], self.bin_edges[i + 1], c) for i, c in enumerate(self.counts)
-        ]
+        return [(self.bin_edges[i], self.bin_edges[i + 1], c) for i, c in enumerate(self.counts)]
 
 
 def simulate(

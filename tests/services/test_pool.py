@@ -324,8 +324,12 @@ def test_a_loan_cannot_be_reserved_twice_in_the_database(world):
     db.session.commit()
     db.session.add(
         PoolCoverage(
-            pool_id=pool.id, loan_id=loan.id, bank_org_id=loan.bank_org_id, ratio=Decimal("0.4"),
-            covered_amount=Decimal("1"), first_loan=False,
+            pool_id=pool.id,
+            loan_id=loan.id,
+            bank_org_id=loan.bank_org_id,
+            ratio=Decimal("0.4"),
+            covered_amount=Decimal("1"),
+            first_loan=False,
         )  # fmt: skip
     )
     with pytest.raises(sa.exc.IntegrityError):
