@@ -427,7 +427,7 @@ def seed_applications(limit: int = 24) -> int:
                 (loan.principal / 12).quantize(Decimal("0.01")),
                 today - dt_.timedelta(days=30),
             )
-    from app.services.pool import seed_demo_pool  # noqa: PLC0415
+    from app.services.pool import seed_demo_pool
 
     seed_demo_pool()  # the risk-compensation pool: funding, reserves, claims
     db.session.flush()

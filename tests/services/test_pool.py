@@ -330,7 +330,7 @@ def test_a_loan_cannot_be_reserved_twice_in_the_database(world):
             ratio=Decimal("0.4"),
             covered_amount=Decimal("1"),
             first_loan=False,
-        )  # fmt: skip
+        )
     )
     with pytest.raises(sa.exc.IntegrityError):
         db.session.flush()
