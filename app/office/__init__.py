@@ -6,4 +6,4 @@ from models import OrgKind
 bp = Blueprint("office", __name__)
 restrict_blueprint(bp, OrgKind.OFFICE)
 
-from app.office import ingestion_routes, routes  # noqa: E402, F401
+from app.office import ingestion_routes, pool_routes, routes  # noqa: E402, F401
