@@ -22,6 +22,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from app.forms import ConfirmForm, MultiCheckboxField
@@ -64,7 +65,7 @@ class PoolSettingsForm(FlaskForm):
     period_end = DateField(_l("Period ends"), validators=[InputRequired()])
     size_classes = MultiCheckboxField(
         _l("Size classes covered (none ticked: all)"),
-        choices=[(k, v) for k, v in pool_service.SIZE_LABELS.items()],
+        choices=[SelectChoice(k, v) for k, v in pool_service.SIZE_LABELS.items()],
     )
     first_loan_only = BooleanField(_l("First loans only"))
     min_grade = SelectField(_l("Minimum credit grade"), validators=[Optional()])
@@ -78,7 +79,9 @@ class PoolSettingsForm(FlaskForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.min_grade.choices = [("", _("No minimum"))] + [(g, g) for g in grades()]
+        self.min_grade.choices = [SelectChoice("", _("No minimum"))] + [
+            SelectChoice(g, g) for g in grades()
+        ]
 
     def settings(self) -> pool_service.PoolSettings:
         raw = (self.region_prefixes.data or "").replace("，", ",").replace(" ", ",")
