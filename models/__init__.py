@@ -35,6 +35,16 @@ from models.objection import (
     RepairStatus,
 )
 from models.organization import Organization, OrgKind
+from models.pool import (
+    ClaimStatus,
+    CoverageStatus,
+    PoolAccount,
+    PoolClaim,
+    PoolCoverage,
+    PoolEntryKind,
+    PoolLedgerEntry,
+    RiskPool,
+)
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
 from models.profile import CreditProfile
 from models.provider import ProviderClient, ProviderToken
@@ -52,6 +62,8 @@ __all__ = [
     "AuthorizationKind",
     "AuthorizationStatus",
     "Base",
+    "ClaimStatus",
+    "CoverageStatus",
     "CreditProfile",
     "CreditRepair",
     "Enterprise",
@@ -78,6 +90,11 @@ __all__ = [
     "ObjectionTarget",
     "OrgKind",
     "Organization",
+    "PoolAccount",
+    "PoolClaim",
+    "PoolCoverage",
+    "PoolEntryKind",
+    "PoolLedgerEntry",
     "ProductStatus",
     "ProductType",
     "ProviderClient",
@@ -86,6 +103,7 @@ __all__ = [
     "RejectedRow",
     "RepairStatus",
     "RepaymentMethod",
+    "RiskPool",
     "Role",
     "SizeClass",
     "User",

@@ -6,4 +6,9 @@ from models import OrgKind
 bp = Blueprint("bank", __name__)
 restrict_blueprint(bp, OrgKind.BANK)
 
-from app.bank import application_routes, need_routes, routes  # noqa: E402, F401
+from app.bank import (  # noqa: E402, F401
+    application_routes,
+    claim_routes,
+    need_routes,
+    routes,
+)

@@ -11,5 +11,6 @@ from app.office import (  # noqa: E402, F401
     dashboard_routes,
     ingestion_routes,
     objection_routes,
+    pool_routes,
     routes,
 )

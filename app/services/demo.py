@@ -436,6 +436,9 @@ def seed_applications(limit: int = 60) -> int:
                 (loan.principal / 12).quantize(Decimal("0.01")),
                 disbursed_on + dt_.timedelta(days=30),
             )
+    from app.services.pool import seed_demo_pool
+
+    seed_demo_pool()  # the risk-compensation pool: funding, reserves, claims
     db.session.flush()
     return created
 

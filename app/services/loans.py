@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import selectinload
 
-from app.services import applications, audit, authorization
+from app.services import applications, audit, authorization, pool
 from app.services.accounts import AccountError, PermissionRefused
 from models import (
     ApplicationStatus,
@@ -78,6 +78,9 @@ def disburse(
         app, ApplicationStatus.DISBURSED, actor, now, {"disbursed_on": disbursed_on.isoformat()}
     )
     db.session.flush()
+    if loan.pool_candidate:
+        # The pool's own checks decide; an uncovered loan stands as it is.
+        pool.reserve(actor, loan)
     return loan
 
 
@@ -114,6 +117,8 @@ def record_repayment(actor: User, loan: Loan, amount: Decimal, on: dt.date) -> N
     if loan.outstanding == 0:
         loan.status = LoanStatus.REPAID
     db.session.flush()
+    if loan.status is LoanStatus.REPAID:
+        pool.release(actor, loan)
 
 
 def record_overdue(actor: User, loan: Loan, on: dt.date, days_overdue: int) -> None:
@@ -133,7 +138,8 @@ def record_recovery(actor: User, loan: Loan, amount: Decimal, on: dt.date) -> No
         raise AccountError(_l("Recoveries are recorded on defaulted loans."))
     if amount <= 0:
         raise AccountError(_l("The amount must be positive."), field="amount")
-    _event(actor, loan, LoanEventKind.RECOVERY, on, amount=amount)
+    event = _event(actor, loan, LoanEventKind.RECOVERY, on, amount=amount)
+    pool.record_recovery(actor, loan, amount, event.id)  # the pool's pro-rata share
 
 
 def has_active_loan(bank_org_id: int, enterprise_id: int) -> bool:

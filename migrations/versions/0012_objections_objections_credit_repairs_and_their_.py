@@ -1,7 +1,7 @@
 """objections, credit repairs and their evidence
 
 Revision ID: 0012_objections
-Revises: 0010_needs
+Revises: 0011_pool
 Create Date: 2026-11-22 05:25:37.049081
 
 """
@@ -13,7 +13,7 @@ import models.base
 
 # revision identifiers, used by Alembic.
 revision = '0012_objections'
-down_revision = '0010_needs'
+down_revision = '0011_pool'
 branch_labels = None
 depends_on = None
 
