@@ -6,4 +6,4 @@ from models import OrgKind
 bp = Blueprint("bank", __name__)
 restrict_blueprint(bp, OrgKind.BANK)
 
-from app.bank import application_routes, routes  # noqa: E402, F401
+from app.bank import application_routes, routes, user_routes  # noqa: E402, F401

@@ -6,4 +6,11 @@ from models import OrgKind
 bp = Blueprint("office", __name__)
 restrict_blueprint(bp, OrgKind.OFFICE)
 
-from app.office import ingestion_routes, routes  # noqa: E402, F401
+from app.office import (  # noqa: E402, F401
+    audit_routes,
+    ingestion_routes,
+    model_routes,
+    provider_routes,
+    routes,
+    user_routes,
+)
