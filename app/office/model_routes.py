@@ -70,9 +70,15 @@ def _change(version_id: int, action: str) -> Any:
     version = _version(version_id)
     try:
         if action == "approve":
-            model_monitoring.approve_and_rescore(version, current_user)
-            message = _(
-                "%(label)s is approved; every profile is being rescored.", label=version.label
+            job = model_monitoring.approve_and_rescore(version, current_user)
+            message = (
+                _("%(label)s is approved; every profile is being rescored.", label=version.label)
+                if job is not None
+                else _(
+                    "%(label)s is approved; profiles are scored by the preferred kind's approved "
+                    "version.",
+                    label=version.label,
+                )
             )
         else:
             model_registry.retire(version, current_user)
