@@ -9,6 +9,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
 from app.forms import ConfirmForm
@@ -34,9 +35,11 @@ def audit_trail() -> Any:
     form = AuditFilterForm(request.args)
     known = audit_viewer.actions()
     prefixes = sorted({a.split(".")[0] + "." for a in known if "." in a})
-    form.action.choices = (
-        [("", _l("Any action"))] + [(p, p + "*") for p in prefixes] + [(a, a) for a in known]
-    )
+    form.action.choices = [
+        SelectChoice("", _l("Any action")),
+        *(SelectChoice(p, p + "*") for p in prefixes),
+        *(SelectChoice(a, a) for a in known),
+    ]
     valid = form.validate()
     flt = audit_viewer.AuditFilter(
         enterprise=form.enterprise.data or "",

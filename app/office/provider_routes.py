@@ -12,6 +12,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from app.api import clients
@@ -29,7 +30,7 @@ class NewProviderForm(FlaskForm):
     name = StringField(_l("Provider"), validators=[DataRequired(), Length(max=100)])
     source = SelectField(
         _l("May push"),
-        choices=[(s, INGEST_SCOPE_PREFIX + s) for s in PROVIDER_SOURCES],
+        choices=[SelectChoice(s, INGEST_SCOPE_PREFIX + s) for s in PROVIDER_SOURCES],
         default=PROVIDER_SOURCES[0],
     )
 
