@@ -255,3 +255,12 @@ def test_approve_and_rescore_queues_one_job(
     job = model_monitoring.approve_and_rescore(card, None)
     assert job is not None and job.params["model_version_id"] == card.id
     assert model_monitoring.approve_and_rescore(card, None) is job  # already running
+
+
+def test_seed_demo_governance_adds_a_challenger_and_its_holdout_once(app_ctx: Flask) -> None:
+    first = model_monitoring.seed_demo_governance(800, seed=3)
+    again = model_monitoring.seed_demo_governance(800, seed=3)
+    assert again == first and first.n == 240  # 30 % of 800
+    gbms = [v for v in model_registry.versions() if v.kind.value == "gbm"]
+    assert len(gbms) == 1 and gbms[0].status is ModelStatus.CANDIDATE
+    assert gbms[0].validation_report["test"]["n"] == first.n
