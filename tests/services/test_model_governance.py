@@ -233,7 +233,7 @@ def test_rescoring_job_recomputes_each_enterprise_once_with_progress(
         .where(CreditProfile.trigger == "rescore")
         .group_by(CreditProfile.enterprise_id)
     ).all()
-    assert dict(rows) == {i: 1 for i in ids}
+    assert dict(rows) == dict.fromkeys(ids, 1)
     versions = set(
         db.session.scalars(
             sa.select(CreditProfile.model_version_id).where(CreditProfile.trigger == "rescore")
