@@ -50,6 +50,7 @@ _bodies: dict[str, JobBody] = {}
 BODY_MODULES = {
     "collection": "app.services.collection",
     "profiles.recompute": "app.services.profiles",
+    "models.rescore": "app.services.model_monitoring",
 }
 _PENDING = "xinyidai_pending_jobs"
 

@@ -77,6 +77,27 @@ def set_active(actor: User | None, client: ProviderClient, active: bool) -> None
     )
 
 
+def rotate_secret(actor: User | None, client: ProviderClient) -> IssuedCredentials:
+    """Issue a new secret for ``client`` (returned once); the old secret stops working at once
+    and every token issued with it is revoked. Audited, without the secret."""
+    secret = secrets.token_urlsafe(32)
+    client.client_secret_hash = digest(secret)
+    db.session.execute(
+        sa.update(ProviderToken)
+        .where(ProviderToken.client_pk == client.id, ProviderToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    db.session.flush()
+    audit.record(
+        "provider.rotate_secret",
+        actor=actor,
+        scope=client.source,
+        object_type="provider_client",
+        object_id=client.client_id,
+    )
+    return IssuedCredentials(client, secret)
+
+
 def clients() -> list[ProviderClient]:
     return list(db.session.scalars(sa.select(ProviderClient).order_by(ProviderClient.name)))
 

@@ -11,4 +11,5 @@ from app.bank import (  # noqa: E402, F401
     claim_routes,
     need_routes,
     routes,
+    user_routes,
 )

@@ -8,9 +8,13 @@ restrict_blueprint(bp, OrgKind.OFFICE)
 
 from app.office import (  # noqa: E402, F401
     application_routes,
+    audit_routes,
     dashboard_routes,
     ingestion_routes,
+    model_routes,
     objection_routes,
     pool_routes,
+    provider_routes,
     routes,
+    user_routes,
 )

@@ -35,3 +35,14 @@ class NewUserForm(FlaskForm):
         ],
         default=Role.OFFICER.value,
     )
+
+
+class RoleForm(FlaskForm):
+    role = SelectField(
+        _l("Role"),
+        choices=[
+            SelectChoice(Role.ADMIN.value, _l("Administrator")),
+            SelectChoice(Role.OFFICER.value, _l("Officer")),
+            SelectChoice(Role.VIEWER.value, _l("Viewer")),
+        ],
+    )

@@ -12,9 +12,9 @@ from app.auth.access import role_required
 from app.extensions import db
 from app.forms import ConfirmForm
 from app.office import bp
-from app.office.forms import NewBankForm, NewUserForm
+from app.office.forms import NewBankForm, NewUserForm, RoleForm
 from app.services import accounts, organizations
-from models import OrgKind, Role, User
+from models import Organization, OrgKind, Role, User
 
 
 @bp.get("/")
@@ -61,7 +61,7 @@ def org_users(org_id: int) -> Any:
         if current_user.role is not Role.ADMIN:
             abort(403)
         try:
-            user, password = accounts.create_user(
+            user, password = accounts.add_user(
                 current_user, org, form.email.data, form.display_name.data, Role(form.role.data)
             )
         except accounts.AccountError as exc:
@@ -71,12 +71,21 @@ def org_users(org_id: int) -> Any:
             db.session.commit()
             created = {"email": user.email, "password": password}
             form = NewUserForm(formdata=None)
+    return render_org_users(org, form, created)
+
+
+def render_org_users(org: Organization, form: NewUserForm, created: Any = None) -> Any:
+    from app.office.user_routes import ENDPOINTS
+
     return render_template(
         "office/users.html",
         org=org,
         users=organizations.users_of(current_user, org),
         form=form,
-        toggle=ConfirmForm(),
+        manage=accounts.may_manage_users(current_user, org),
+        confirm=ConfirmForm(),
+        role_form=RoleForm(formdata=None),
+        endpoints=ENDPOINTS,
         created=created,
     ), (422 if form.errors else 200)
 
@@ -92,7 +101,10 @@ def set_active(user_id: int, active: int) -> Any:
     if user.id == current_user.id:
         flash(_("You cannot disable your own account."), "error")
     else:
-        accounts.set_user_active(current_user, user, bool(active))
+        try:
+            accounts.set_user_active(current_user, user, bool(active))
+        except accounts.PermissionRefused:
+            abort(403)
         db.session.commit()
         flash(
             _("%(email)s enabled.", email=user.email)

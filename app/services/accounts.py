@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
+from app.services import audit
 from models import Enterprise, Organization, OrgKind, Role, SizeClass, User, UserSession, db
 from models.base import utcnow
 from models.sme_size import classify_size
@@ -245,13 +246,93 @@ def register_enterprise(reg: EnterpriseRegistration) -> User:
     return user
 
 
+def may_manage_users(actor: User | None, organization: Organization) -> bool:
+    """Who manages the users of a bank or of the office: the office's administrators (any
+    bank's and the office's), a bank's own administrators (their bank's only); ``None`` is
+    the system. Nobody manages enterprises' users here (each enterprise has its own)."""
+    if actor is None:
+        return True
+    if actor.role is not Role.ADMIN or organization.kind is OrgKind.ENTERPRISE:
+        return False
+    return actor.org_kind is OrgKind.OFFICE or actor.organization_id == organization.id
+
+
+def _require_user_manager(actor: User | None, user: User) -> None:
+    if not may_manage_users(actor, user.organization):
+        raise PermissionRefused(_l("You may not manage this organization's users."))
+    if actor is not None and actor.id == user.id:
+        raise PermissionRefused(_l("You cannot change your own account here."))
+
+
 def set_user_active(actor: User | None, user: User, active: bool) -> None:
-    """Enable or disable a user; disabling ends every session of theirs at once."""
-    _require_office_admin(actor)
+    """Enable or disable a user; disabling ends every session of theirs at once (audited).
+
+    Raises :class:`PermissionRefused` unless :func:`may_manage_users`, or for oneself."""
+    _require_user_manager(actor, user)
     user.is_active = active
     if not active:
         revoke_all_sessions(user)
     db.session.flush()
+    audit.record(
+        "user.enable" if active else "user.disable",
+        actor=actor,
+        object_type="user",
+        object_id=user.id,
+        details={"email": user.email, "organization_id": user.organization_id},
+    )
+
+
+def add_user(
+    actor: User | None, organization: Organization, email: str, display_name: str, role: Role
+) -> tuple[User, str]:
+    """:func:`create_user` with a generated one-time password for a bank or the office, by
+    whoever :func:`may_manage_users` (audited, without the password)."""
+    if not may_manage_users(actor, organization):
+        raise PermissionRefused(_l("You may not manage this organization's users."))
+    password = generate_password()
+    user, _ = create_user(actor, organization, email, display_name, role, password)
+    audit.record(
+        "user.create",
+        actor=actor,
+        object_type="user",
+        object_id=user.id,
+        details={"email": user.email, "organization_id": organization.id, "role": role.value},
+    )
+    return user, password
+
+
+def change_role(actor: User | None, user: User, role: Role) -> None:
+    """Give ``user`` another role (audited); their sessions go on with the new role."""
+    _require_user_manager(actor, user)
+    if user.role is role:
+        return
+    previous = user.role
+    user.role = role
+    db.session.flush()
+    audit.record(
+        "user.role",
+        actor=actor,
+        object_type="user",
+        object_id=user.id,
+        details={"email": user.email, "from": previous.value, "to": role.value},
+    )
+
+
+def reset_password(actor: User | None, user: User) -> str:
+    """Give ``user`` a new generated password, returned once; their sessions end and a lock
+    after failed logins is lifted (audited, without the password)."""
+    _require_user_manager(actor, user)
+    password = generate_password()
+    set_password(user, password)
+    revoke_all_sessions(user)
+    audit.record(
+        "user.password_reset",
+        actor=actor,
+        object_type="user",
+        object_id=user.id,
+        details={"email": user.email},
+    )
+    return password
 
 
 def set_password(user: User, new_password: str) -> None:

@@ -216,6 +216,9 @@ def seed_model_and_profiles() -> tuple[int, int]:
             current_app.config.get("DEMO_MODEL_ENTERPRISES", 3000), seed=2026
         )
         db.session.flush()
+    from app.services.model_monitoring import seed_demo_governance
+
+    seed_demo_governance(current_app.config.get("DEMO_MODEL_ENTERPRISES", 3000), seed=2026)
     # Collection already queued a recompute per enterprise (before any model may have been
     # approved); here every enterprise not yet scored by the serving model gets a profile.
     serving = model_registry.serving_version()

@@ -208,6 +208,47 @@ def approve(version: ModelVersion, actor: User | None, *, recompute: bool = True
         enqueue_recompute(trigger="model_approved")
 
 
+def retire(version: ModelVersion, actor: User | None) -> None:
+    """Take ``version`` out of service for good (a retired version is never approved again).
+
+    Retiring the approved version leaves its kind without one: profiles computed afterwards
+    carry no grade until another version is approved. Raises :class:`PermissionRefused`
+    unless ``actor`` is an office administrator (``None`` = the command line).
+    """
+    _require_office(actor, admin=True)
+    if version.status is ModelStatus.RETIRED:
+        return
+    was = version.status
+    version.status = ModelStatus.RETIRED
+    version.retired_at = utcnow()
+    version.retired_by_id = actor.id if actor else None
+    db.session.flush()
+    audit.record(
+        "model.retire",
+        actor=actor,
+        object_type="model_version",
+        object_id=version.id,
+        details={"kind": version.kind.value, "was": was.value},
+    )
+
+
+def load_version(version: ModelVersion) -> RiskModel:
+    """Load any registered version's artifact from ``MODEL_ROOT`` (hashes checked).
+
+    Raises :class:`RegistryError` if the artifact is missing, altered or another model.
+    """
+    root = model_root()
+    try:
+        model = load_model(
+            root / version.directory, trusted_base=root, expected_features=FEATURE_NAMES
+        )
+    except (ArtifactError, FeatureSetError) as exc:
+        raise RegistryError(f"version {version.id}: {exc}") from None
+    if model.meta.get("manifest", {}).get("content_hash") != version.content_hash:
+        raise RegistryError(f"version {version.id}: the artifact on disk is another model")
+    return model
+
+
 def versions() -> list[ModelVersion]:
     return list(db.session.scalars(sa.select(ModelVersion).order_by(ModelVersion.id.desc())))
 
