@@ -27,6 +27,13 @@ from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.need import FinancingNeed, NeedStatus
 from models.notification import Notification
 from models.organization import Organization, OrgKind
+from models.policy import (
+    PolicyApplication,
+    PolicyApplicationStatus,
+    PolicyKind,
+    PolicyStatus,
+    SupportPolicy,
+)
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
 from models.profile import CreditProfile
 from models.provider import ProviderClient, ProviderToken
@@ -63,6 +70,10 @@ __all__ = [
     "Notification",
     "OrgKind",
     "Organization",
+    "PolicyApplication",
+    "PolicyApplicationStatus",
+    "PolicyKind",
+    "PolicyStatus",
     "ProductStatus",
     "ProductType",
     "ProviderClient",
@@ -72,6 +83,7 @@ __all__ = [
     "RepaymentMethod",
     "Role",
     "SizeClass",
+    "SupportPolicy",
     "User",
     "UserSession",
     "db",
