@@ -10,6 +10,7 @@ from app.enterprise import (  # noqa: E402, F401
     application_routes,
     match_routes,
     need_routes,
+    policy_routes,
     profile_routes,
     routes,
 )

@@ -6,4 +6,9 @@ from models import OrgKind
 bp = Blueprint("office", __name__)
 restrict_blueprint(bp, OrgKind.OFFICE)
 
-from app.office import application_routes, ingestion_routes, routes  # noqa: E402, F401
+from app.office import (  # noqa: E402, F401
+    application_routes,
+    ingestion_routes,
+    policy_routes,
+    routes,
+)
