@@ -30,9 +30,7 @@ class PolicyForm(FlaskForm):
     description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=2000)])
     basis = StringField(
         _l("Policy basis"),
-        description=_l(
-            "The document it implements, e.g. 《加力帮扶中小微企业纾困解难若干措施》 item 1"
-        ),
+        description=_l("The document and item it implements"),
         validators=[Optional(), Length(max=300)],
     )
     subsidy_rate_pp = DecimalField(
