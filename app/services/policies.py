@@ -855,3 +855,73 @@ def approved_totals(
             sums.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))
         )
     ]
+
+
+# Demo ----------------------------------------------------------------------------------------
+
+
+def seed_demo_policies() -> int:
+    """Three published policies (one of each kind) and claims on the demo loans — approved,
+    rejected and pending. A second run adds nothing. Returns the number of applications."""
+    from app.services.demo import DEMO_LOGINS
+
+    if db.session.scalar(sa.select(sa.func.count()).select_from(SupportPolicy)):
+        return 0
+    office = db.session.scalar(sa.select(User).where(User.email == DEMO_LOGINS["office"]))
+    if office is None:
+        return 0
+    today = utcnow().astimezone(SHANGHAI).date()
+    start, end = today - dt.timedelta(days=180), today + dt.timedelta(days=180)
+    basis = "《加力帮扶中小微企业纾困解难若干措施》（2022年5月9日）第一条"
+    plans = [
+        PolicyTerms(
+            name="中小微企业贷款贴息", kind=PolicyKind.INTEREST_SUBSIDY, period_start=start,
+            period_end=end, total_budget=Decimal("2000000"), basis=f"{basis}：贷款贴息",
+            description="按贷款利率给予贴息，最高 1 个百分点且不超过利息的一半。",
+            subsidy_rate_pp=Decimal("1.0"), share_pct=Decimal("50"), annual_cap=Decimal("50000"),
+            size_classes=("micro", "small", "medium"),
+        ),
+        PolicyTerms(
+            name="政府性融资担保费补贴", kind=PolicyKind.GUARANTEE_FEE_SUBSIDY,
+            period_start=start, period_end=end, total_budget=Decimal("1000000"),
+            basis=f"{basis}：担保费补助", description="对已缴纳的融资担保费补贴 50%。",
+            share_pct=Decimal("50"), annual_cap=Decimal("20000"),
+        ),
+        PolicyTerms(
+            name="首贷户奖励", kind=PolicyKind.FIRST_LOAN_REWARD, period_start=start,
+            period_end=end, total_budget=Decimal("500000"),
+            basis="西宁市社会信用体系建设方案（十九）：首贷信用贷风险补偿",
+            description="首次在平台获得贷款的企业，一次性奖励 5,000 元。",
+            fixed_amount=Decimal("5000"), first_loan_only=True,
+        ),
+    ]  # fmt: skip
+    made = []
+    for terms in plans:
+        policy = create(office, terms)
+        publish(office, policy)
+        made.append(policy)
+    created = 0
+    outcomes = ("approved", "rejected", "submitted", "approved", "submitted")
+    for loan in db.session.scalars(sa.select(Loan).order_by(Loan.id).limit(40)):
+        if created >= len(outcomes):
+            break
+        user = db.session.scalar(
+            sa.select(User)
+            .join(Enterprise, Enterprise.organization_id == User.organization_id)
+            .where(Enterprise.id == loan.enterprise_id, User.role == Role.ADMIN)
+        )
+        if user is None:
+            continue
+        policy = made[created % 2 * 2]  # interest subsidy, first-loan reward, ...
+        try:
+            application = apply(user, policy, loan)
+        except AccountError:
+            continue
+        outcome = outcomes[created]
+        created += 1
+        if outcome == "approved":
+            approve(office, application)
+        elif outcome == "rejected":
+            reject(office, application, "贷款资金用途与政策支持方向不符，请补充用途证明后重新申请。")
+    db.session.flush()
+    return created

@@ -613,3 +613,18 @@ def test_one_application_approved_twice_at_once_counts_once_on_postgresql(pg_app
     assert sorted(results) == ["approved"] + ["refused"] * 5
     with pg_app.app_context():
         assert db.session.get(SupportPolicy, policy_id).approved_total == Decimal("2000.00")
+
+
+def test_demo_seeding_publishes_one_policy_of_each_kind_and_claims_once(world):
+    from app.services.demo import DEMO_LOGINS
+
+    sme, bank, office, loan = world
+    office.email = DEMO_LOGINS["office"]
+    db.session.flush()
+    assert policies.seed_demo_policies() == 1
+    rows = list(db.session.scalars(sa.select(SupportPolicy)))
+    assert sorted(p.kind.value for p in rows) == sorted(k.value for k in PolicyKind)
+    assert {p.status for p in rows} == {PolicyStatus.PUBLISHED}
+    claim = db.session.scalar(sa.select(PolicyApplication))
+    assert claim.loan_id == loan.id and claim.status is PolicyApplicationStatus.APPROVED
+    assert policies.seed_demo_policies() == 0
