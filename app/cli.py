@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from app.extensions import db
-from app.services import accounts, applications, audit, demo
+from app.services import accounts, applications, audit, demo, policies
 from models import Organization, OrgKind, Role, User
 
 
@@ -51,6 +51,8 @@ def seed_demo_command(enterprises: int, activity: bool) -> None:
         n_applications = demo.seed_applications()
         db.session.commit()
         n_needs = demo.seed_needs()
+        db.session.commit()
+        policies.seed_demo_policies()
         db.session.commit()
     click.echo(
         f"Demo ready: {summary.total_enterprises} enterprises "

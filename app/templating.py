@@ -27,6 +27,9 @@ AUDIT_ACTIONS = {
     "need.posted": _l("Posted a financing need"),
     "need.taken": _l("A bank took your financing need"),
     "need.withdrawn": _l("Withdrew a financing need"),
+    "policy.applied": _l("Applied under a support policy"),
+    "policy.approved": _l("The office approved a support-policy application"),
+    "policy.rejected": _l("The office rejected a support-policy application"),
 }
 
 

@@ -35,6 +35,13 @@ from models.objection import (
     RepairStatus,
 )
 from models.organization import Organization, OrgKind
+from models.policy import (
+    PolicyApplication,
+    PolicyApplicationStatus,
+    PolicyKind,
+    PolicyStatus,
+    SupportPolicy,
+)
 from models.pool import (
     ClaimStatus,
     CoverageStatus,
@@ -90,6 +97,10 @@ __all__ = [
     "ObjectionTarget",
     "OrgKind",
     "Organization",
+    "PolicyApplication",
+    "PolicyApplicationStatus",
+    "PolicyKind",
+    "PolicyStatus",
     "PoolAccount",
     "PoolClaim",
     "PoolCoverage",
@@ -106,6 +117,7 @@ __all__ = [
     "RiskPool",
     "Role",
     "SizeClass",
+    "SupportPolicy",
     "User",
     "UserSession",
     "db",

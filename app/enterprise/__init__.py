@@ -11,6 +11,7 @@ from app.enterprise import (  # noqa: E402, F401
     match_routes,
     need_routes,
     objection_routes,
+    policy_routes,
     profile_routes,
     routes,
 )

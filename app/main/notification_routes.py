@@ -25,6 +25,11 @@ _TARGETS = {
 def target_of(notification: Notification, kind: OrgKind) -> str:
     """Where the notification leads the reader, by the side they are on."""
     application_view, need_view = _TARGETS[kind]
+    if notification.kind.startswith("policy."):
+        if kind is OrgKind.ENTERPRISE:
+            return url_for("enterprise.policy_application_list")
+        if kind is OrgKind.OFFICE:
+            return url_for("office.policy_applications")
     if notification.application_id is not None:
         if kind is OrgKind.OFFICE:
             return url_for(application_view)

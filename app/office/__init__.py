@@ -13,6 +13,7 @@ from app.office import (  # noqa: E402, F401
     ingestion_routes,
     model_routes,
     objection_routes,
+    policy_routes,
     pool_routes,
     provider_routes,
     routes,

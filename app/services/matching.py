@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import sqlalchemy as sa
@@ -43,11 +43,42 @@ SIZE_LABELS = {
 }
 
 
+class HasRules(Protocol):
+    """Anything holding eligibility rules in LoanProduct's columns (products, policies)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def min_grade(self) -> str | None: ...
+    @property
+    def public_credit_classes(self) -> str: ...
+    @property
+    def min_years_operating(self) -> Decimal | None: ...
+    @property
+    def min_annual_sales(self) -> Decimal | None: ...
+    @property
+    def min_tax_months(self) -> int | None: ...
+    @property
+    def min_social_months(self) -> int | None: ...
+    @property
+    def industries_allowed(self) -> str: ...
+    @property
+    def industries_excluded(self) -> str: ...
+    @property
+    def regions_allowed(self) -> str: ...
+    @property
+    def regions_excluded(self) -> str: ...
+    @property
+    def size_classes(self) -> str: ...
+    @property
+    def required_scopes(self) -> str: ...
+
+
 def _nan(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def rules_of(products: Sequence[LoanProduct]) -> ProductRules:
+def rules_of(products: Sequence[HasRules]) -> ProductRules:
     names = grades()
     split = LoanProduct.split
     return ProductRules(
@@ -181,7 +212,7 @@ def _money_wan(value: float) -> str:
 
 
 def _explain_rule(
-    rule: str, product: LoanProduct, facts: EnterpriseFacts, passed: bool
+    rule: str, product: HasRules, facts: EnterpriseFacts, passed: bool
 ) -> RuleResult | None:
     """The sentence for one rule of one product, or None when the product sets no such rule."""
     names = grades()
@@ -314,6 +345,15 @@ def _explain_rule(
     raise ValueError(f"unknown rule {rule!r}")
 
 
+def explain_rules(holder: HasRules, facts: EnterpriseFacts, passed: Any) -> list[RuleResult]:
+    """The sentences for the rules ``holder`` sets (``passed``: one bool per RULES entry)."""
+    return [
+        r
+        for k, rule in enumerate(RULES)
+        if (r := _explain_rule(rule, holder, facts, bool(passed[k]))) is not None
+    ]
+
+
 def explain(
     enterprise: Enterprise, products: Sequence[LoanProduct], now: dt.datetime | None = None
 ) -> list[Match]:
@@ -337,11 +377,7 @@ def explain(
     matches = []
     n_grades = len(grades())
     for j, product in enumerate(products):
-        results = [
-            r
-            for k, rule in enumerate(RULES)
-            if (r := _explain_rule(rule, product, facts, bool(passed[j, k]))) is not None
-        ]
+        results = explain_rules(product, facts, passed[j])
         eligible = bool(passed[j].all())
         margin = 0.0
         if eligible and not math.isnan(worst[j]) and not math.isnan(facts.grade_rank[0]):

@@ -56,6 +56,9 @@ MESSAGES: dict[str, Any] = {
     "need.reopened": _l(
         "Your financing need of %(amount)s × 10,000 CNY is open again for other banks."
     ),
+    "policy.submitted": _l("%(enterprise)s claims %(amount)s CNY under %(policy)s."),
+    "policy.approved": _l("The financial office approved %(amount)s CNY under %(policy)s."),
+    "policy.rejected": _l("The financial office rejected your claim under %(policy)s: %(reason)s"),
 }  # fmt: skip
 
 

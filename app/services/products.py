@@ -11,6 +11,7 @@ import functools
 import re
 from dataclasses import dataclass, fields
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
@@ -99,6 +100,16 @@ def validate(terms: ProductTerms) -> None:
         fail("upfront_fee_pct", _l("The fee is between 0 and 10 percent of the amount."))
     if not 1 <= terms.response_days <= 60:
         fail("response_days", _l("The response deadline is 1 to 60 working days."))
+    validate_rules(terms)
+
+
+def validate_rules(terms: Any) -> None:
+    """The eligibility rules of ``terms`` (ProductTerms' rule fields, codes as tuples; also
+    used for support policies): raise :class:`AccountError` naming the first wrong field."""
+
+    def fail(field: str, message: object) -> None:
+        raise AccountError(message, field=field)
+
     if terms.min_grade is not None and terms.min_grade not in grades():
         fail("min_grade", _l("Unknown grade %(g)s.", g=terms.min_grade))
     if any(c not in PUBLIC_CLASSES for c in terms.public_credit_classes):

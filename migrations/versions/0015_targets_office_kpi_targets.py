@@ -1,7 +1,7 @@
 """office KPI targets
 
 Revision ID: 0015_targets
-Revises: 0012_objections
+Revises: 0014_policies
 Create Date: 2026-11-22 05:29:33.754568
 
 """
@@ -13,7 +13,7 @@ import models.base
 
 # revision identifiers, used by Alembic.
 revision = '0015_targets'
-down_revision = '0012_objections'
+down_revision = '0014_policies'
 branch_labels = None
 depends_on = None
 
