@@ -74,6 +74,7 @@ def dashboard_page() -> Any:
         error=error,
         chart=chart,
         titles=DIMENSION_TITLES,
+        support=dashboard.support_by_kind(filters),
         targets=dashboard.targets(),
         target_labels={m: label for m, (label, _d) in dashboard.TARGETS.items()},
         form=ConfirmForm(),
@@ -134,6 +135,14 @@ def dashboard_export(fmt: str) -> Response:
         header = [str(title), _("Loans"), _("Amount (CNY)")]
         rows = [(c.label, c.count, c.amount) for c in cells]
         sheets.append(exports.Sheet(str(title), header, rows))
+    support = dashboard.support_by_kind(filters)
+    sheets.append(
+        exports.Sheet(
+            _("Support policies"),
+            [_("Kind"), _("Approved"), _("Amount approved (CNY)")],
+            [(c.label, c.count, c.amount) for c in support],
+        )
+    )
     league = dashboard.league_table(current_user, filters)
     sheets.append(
         exports.Sheet(

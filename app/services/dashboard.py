@@ -538,3 +538,25 @@ def against_targets(s: Summary) -> list[TargetCheck]:
         TargetCheck(metric, label, current[metric], actual[metric])
         for metric, (label, _default) in TARGETS.items()
     ]
+
+
+# Support policies ---------------------------------------------------------------------------
+
+
+def support_by_kind(f: Filters) -> list[Cell]:
+    """Support approved under the office's policies (by decision date), per policy kind —
+    the same figures as :func:`app.services.policies.approved_totals`, summed over months."""
+    from app.services import policies
+
+    totals: dict[str, list[Any]] = {}
+    for row in policies.approved_totals(
+        f.start, f.end, policies.TotalsFilter(bank_org_id=f.bank_org_id,
+                                              region_prefix=f.region_prefix or None)
+    ):  # fmt: skip
+        entry = totals.setdefault(row.kind.value, [str(policies.KIND_LABELS[row.kind]), 0, 0])
+        entry[1] += row.count
+        entry[2] += row.amount
+    return [
+        Cell(kind, label, count, Decimal(amount).quantize(Decimal("0.01")))
+        for kind, (label, count, amount) in totals.items()
+    ]

@@ -504,6 +504,14 @@ def test_approved_totals_by_month_and_kind_equal_a_direct_sum(world):
     )  # fmt: skip
     assert [(r.count, r.amount) for r in only] == [(1, Decimal("4000.00"))]
     assert policies.approved_totals(dt.date(2026, 3, 1), dt.date(2026, 3, 31)) == []
+    # The office dashboard shows the same support, summed per kind over the period.
+    from app.services import dashboard
+
+    cells = dashboard.support_by_kind(dashboard.Filters(dt.date(2026, 1, 1), dt.date(2026, 12, 31)))
+    assert [(c.key, c.count, c.amount) for c in cells] == [
+        ("interest_subsidy", 1, Decimal("2000.00")),
+        ("first_loan_reward", 1, Decimal("4000.00")),
+    ]
     assert (
         policies.approved_totals(
             dt.date(2026, 1, 1), dt.date(2026, 12, 31), policies.TotalsFilter(bank_org_id=-1)

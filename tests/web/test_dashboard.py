@@ -82,7 +82,7 @@ def test_exports_are_files_and_audited(app, world):
     assert xlsx.status_code == 200
     assert xlsx.headers["Content-Disposition"].startswith("attachment;")
     book = openpyxl.load_workbook(io.BytesIO(xlsx.data))
-    assert len(book.worksheets) == 8  # summary, six breakdowns, banks
+    assert len(book.worksheets) == 9  # summary, six breakdowns, support policies, banks
     summary = {row[0].value: row[1].value for row in book.worksheets[0].iter_rows(min_row=2)}
     page = client.get("/office/dashboard?start=2020-01-01").get_data(as_text=True)
     assert summary["Loans"] == int(_number(page, "loan-count"))
