@@ -25,6 +25,22 @@ _TARGETS = {
 def target_of(notification: Notification, kind: OrgKind) -> str:
     """Where the notification leads the reader, by the side they are on."""
     application_view, need_view = _TARGETS[kind]
+    ref = notification.params.get("ref")
+    if notification.kind.startswith("objection."):
+        if kind is OrgKind.ENTERPRISE and ref:
+            return url_for("enterprise.objection_detail", objection_id=ref)
+        if kind is OrgKind.OFFICE:
+            return url_for("office.objection_queue")
+    if notification.kind.startswith("repair."):
+        if kind is OrgKind.ENTERPRISE and ref:
+            return url_for("enterprise.repair_detail", repair_id=ref)
+        if kind is OrgKind.OFFICE:
+            return url_for("office.objection_queue")
+    if notification.kind.startswith("claim."):
+        if kind is OrgKind.BANK and ref:
+            return url_for("bank.claim_detail", claim_id=ref)
+        if kind is OrgKind.OFFICE and ref:
+            return url_for("office.pool_claim", claim_id=ref)
     if notification.kind.startswith("policy."):
         if kind is OrgKind.ENTERPRISE:
             return url_for("enterprise.policy_application_list")

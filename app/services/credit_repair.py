@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
-from app.services import audit, enterprises, objections, workdays
+from app.services import audit, enterprises, notifications, objections, workdays
 from app.services.accounts import AccountError
 from app.services.objections import Upload
 from ml import schema
@@ -112,6 +112,10 @@ def apply(
         },
         now=now,
     )
+    notifications.notify(
+        notifications.office_org_ids(), "repair.applied",
+        {"enterprise": enterprise.name, "ref": repair.id}, now=now,
+    )  # fmt: skip
     return repair
 
 
@@ -173,6 +177,10 @@ def decide(
         details=details,
         now=now,
     )
+    notifications.notify(
+        [enterprise_org_id(repair.enterprise_id)], f"repair.{repair.status.value}",
+        {"reason": repair.reason or "", "ref": repair.id}, now=now,
+    )  # fmt: skip
     if approve:
         objections.recompute_profile(enterprise, now, "credit_repair")
     return repair
@@ -224,3 +232,9 @@ def shown_to_banks(enterprise_id: int, now: dt.datetime | None = None) -> list[P
     today = _today(now or utcnow())
     rows = objections.latest_records(enterprise_id, schema.PUBLIC_CREDIT)
     return [r for r in rows if isinstance(r, PublicCreditRecord) and is_repairable(r, today)]
+
+
+def enterprise_org_id(enterprise_id: int) -> int:
+    enterprise = db.session.get(Enterprise, enterprise_id)
+    assert enterprise is not None  # noqa: S101
+    return enterprise.organization_id

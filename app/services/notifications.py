@@ -56,6 +56,17 @@ MESSAGES: dict[str, Any] = {
     "need.reopened": _l(
         "Your financing need of %(amount)s × 10,000 CNY is open again for other banks."
     ),
+    "objection.filed": _l("%(enterprise)s filed an objection; mark it within one working day."),
+    "objection.upheld": _l(
+        "Your objection was upheld: the record is corrected and your profile recomputed."
+    ),
+    "objection.rejected": _l("Your objection was rejected: %(reason)s"),
+    "repair.applied": _l("%(enterprise)s applied for credit repair."),
+    "repair.approved": _l("Your credit repair was approved: the record no longer counts."),
+    "repair.rejected": _l("Your credit repair was rejected: %(reason)s"),
+    "claim.filed": _l("%(bank)s filed a pool claim on a defaulted loan."),
+    "claim.approved": _l("The financial office approved your pool claim of %(amount)s CNY."),
+    "claim.rejected": _l("The financial office rejected your pool claim: %(reason)s"),
     "policy.submitted": _l("%(enterprise)s claims %(amount)s CNY under %(policy)s."),
     "policy.approved": _l("The financial office approved %(amount)s CNY under %(policy)s."),
     "policy.rejected": _l("The financial office rejected your claim under %(policy)s: %(reason)s"),

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from app.services import audit, enterprises, profiles, workdays
+from app.services import audit, enterprises, notifications, profiles, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.ingestion import COLUMNS, SOURCE_LABELS, _Bad, _Clock
 from app.services.model_registry import RegistryError
@@ -502,6 +502,10 @@ def file(
         },
         now=now,
     )
+    notifications.notify(
+        notifications.office_org_ids(), "objection.filed",
+        {"enterprise": enterprise.name, "ref": objection.id}, now=now,
+    )  # fmt: skip
     return objection
 
 
@@ -602,6 +606,10 @@ def decide(
     )
     if uphold:
         recompute_profile(enterprise, now, "objection")
+    notifications.notify(
+        [enterprise.organization_id], f"objection.{objection.status.value}",
+        {"reason": reason, "ref": objection.id}, now=now,
+    )  # fmt: skip
     return objection
 
 

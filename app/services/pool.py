@@ -31,7 +31,7 @@ from flask import g, has_request_context
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import DBAPIError
 
-from app.services import audit
+from app.services import audit, notifications
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.products import grades
 from models import (
@@ -708,6 +708,10 @@ def file_claim(actor: User, loan: Loan, evidence: str, evidence_files: str = "")
         object_type="pool_claim", object_id=claim.id,
         details={"loan_id": loan.id, "amount": str(claim.amount_claimed)},
     )  # fmt: skip
+    notifications.notify(
+        notifications.office_org_ids(), "claim.filed",
+        {"bank": actor.organization.name, "ref": claim.id}, actor=actor,
+    )  # fmt: skip
     return claim
 
 
@@ -752,6 +756,11 @@ def review(actor: User, claim: PoolClaim, decision: str, reason: str = "") -> Po
         f"pool.claim_{'approved' if decision == 'approve' else 'rejected'}", actor=actor,
         enterprise_id=claim.loan.enterprise_id, object_type="pool_claim", object_id=claim.id,
         details={"amount": str(claim.amount_claimed), "reason": reason},
+    )  # fmt: skip
+    notifications.notify(
+        [claim.bank_org_id],
+        "claim.rejected" if claim.status is ClaimStatus.REJECTED else "claim.approved",
+        {"amount": f"{claim.amount_claimed:,.2f}", "reason": reason, "ref": claim.id},
     )  # fmt: skip
     return claim
 

@@ -191,6 +191,18 @@ def test_rejection_needs_a_reason(app_ctx: Flask, factory: Factory) -> None:
     assert objection.status is ObjectionStatus.FILED
     objections.decide(office, objection, uphold=False, reason="评级依据真实数据", now=NOW)
     assert objection.status is ObjectionStatus.REJECTED and objection.reason == "评级依据真实数据"
+    # The office heard of the filing; the enterprise hears the decision and its reason.
+    from app.services import notifications
+    from models import Notification
+
+    heard = {
+        n.user_id: (n.kind, notifications.text_of(n), n.params["ref"])
+        for n in db.session.scalars(sa.select(Notification))
+    }
+    assert heard[office.id][0] == "objection.filed"
+    assert heard[user.id] == (
+        "objection.rejected", "Your objection was rejected: 评级依据真实数据", objection.id
+    )
     with pytest.raises(AccountError, match="already been decided"):
         objections.decide(office, objection, uphold=True, now=NOW)
 

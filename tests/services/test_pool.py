@@ -240,6 +240,14 @@ def test_claim_workflow_file_approve_payout(world):
         pool_service.review(world.bank, claim, "approve")
     pool_service.review(world.office, claim, "approve", "材料齐全")
     assert claim.status is ClaimStatus.PAID and claim.paid_at is not None
+    from models import Notification, User
+
+    told = {
+        (db.session.get(User, n.user_id).organization_id, n.kind)
+        for n in db.session.scalars(sa.select(Notification))
+    }
+    assert (world.office.organization_id, "claim.filed") in told
+    assert (world.bank.organization_id, "claim.approved") in told
     assert pool.balance == Decimal("440000") and pool.exposure == Decimal(0)
     assert pool_service.coverage_of(loan.id).status is CoverageStatus.CLAIMED
     kinds = [
