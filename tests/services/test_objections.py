@@ -201,7 +201,9 @@ def test_rejection_needs_a_reason(app_ctx: Flask, factory: Factory) -> None:
     }
     assert heard[office.id][0] == "objection.filed"
     assert heard[user.id] == (
-        "objection.rejected", "Your objection was rejected: 评级依据真实数据", objection.id
+        "objection.rejected",
+        "Your objection was rejected: 评级依据真实数据",
+        objection.id,
     )
     with pytest.raises(AccountError, match="already been decided"):
         objections.decide(office, objection, uphold=True, now=NOW)
