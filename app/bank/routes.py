@@ -13,7 +13,7 @@ from app.auth.access import role_required
 from app.bank import bp
 from app.bank.forms import REPAYMENT_LABELS, TYPE_LABELS, ProductForm
 from app.extensions import db
-from app.forms import ConfirmForm
+from app.forms import ConfirmForm, show_error
 from app.services import bank_views, enterprises, organizations, products
 from app.services.accounts import AccountError, PermissionRefused
 from models import LoanProduct, ProductStatus, Role
@@ -53,10 +53,7 @@ def _save(form: ProductForm, product: LoanProduct | None) -> LoanProduct | None:
             products.update_draft(current_user, product, form.terms())
     except AccountError as exc:
         db.session.rollback()
-        field = getattr(form, exc.field or "", None) or getattr(form, f"{exc.field}_wan", None)
-        if field is not None:
-            field.errors = [*field.errors, str(exc.message)]
-        else:
+        if not show_error(form, exc.field, exc.message):
             flash(str(exc.message), "error")
         return None
     db.session.commit()

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 from app.enterprise import bp
 from app.enterprise.forms import ALL_BANKS, GrantForm
 from app.extensions import db
-from app.forms import ConfirmForm
+from app.forms import ConfirmForm, show_error
 from app.services import audit, authorization, collection, enterprises
 from app.services.accounts import AccountError, PermissionRefused
 from models import Authorization, AuthorizationKind, FetchFrequency, Job, Organization, Purpose
@@ -91,10 +91,7 @@ def new_authorization() -> Any:
         except (AccountError, PermissionRefused) as exc:
             db.session.rollback()
             status = 403 if isinstance(exc, PermissionRefused) else 422
-            field = getattr(form, exc.field or "", None)
-            if field is not None:
-                field.errors = [*field.errors, str(exc.message)]
-            else:
+            if not show_error(form, exc.field, exc.message):
                 flash(str(exc.message), "error")
         else:
             job = None

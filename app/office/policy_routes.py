@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from app.auth.access import role_required
 from app.extensions import db
-from app.forms import ConfirmForm
+from app.forms import ConfirmForm, show_error
 from app.office import bp
 from app.office.policy_forms import DecisionForm, PolicyForm
 from app.services import policies
@@ -56,10 +56,7 @@ def _save(form: PolicyForm, policy: SupportPolicy | None) -> SupportPolicy | Non
             policies.update(current_user, policy, form.terms())
     except AccountError as exc:
         db.session.rollback()
-        field = getattr(form, exc.field or "", None) or getattr(form, f"{exc.field}_wan", None)
-        if field is not None:
-            field.errors = [*field.errors, str(exc.message)]
-        else:
+        if not show_error(form, exc.field, exc.message):
             flash(str(exc.message), "error")
         return None
     db.session.commit()

@@ -25,7 +25,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
-from app.forms import ConfirmForm, MultiCheckboxField
+from app.forms import ConfirmForm, MultiCheckboxField, show_error
 from app.office import bp
 from app.services import pool as pool_service
 from app.services.accounts import AccountError
@@ -225,10 +225,8 @@ def pool_settings() -> Any:
                 pool_service.update_pool(current_user, pool, form.settings())
         except AccountError as exc:
             db.session.rollback()
-            target = getattr(form, exc.field or "", None) or getattr(form, f"{exc.field}_wan", None)
-            if target is None:
-                target = form.name
-            target.errors = [*target.errors, str(exc.message)]
+            if not show_error(form, exc.field, exc.message):
+                show_error(form, "name", exc.message)
         else:
             db.session.commit()
             flash(_("Pool settings saved."), "success")
