@@ -10,6 +10,7 @@ from flask import Flask
 from flask_babel import format_datetime, format_decimal
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.services import notifications
 
@@ -65,5 +66,10 @@ def register(app: Flask) -> None:
 
     @app.context_processor
     def _globals() -> dict[str, Any]:
-        unread = notifications.unread_count(current_user) if current_user.is_authenticated else 0
+        unread = 0
+        if current_user.is_authenticated:
+            try:
+                unread = notifications.unread_count(current_user)
+            except SQLAlchemyError:  # an error page while the database is away still renders
+                unread = 0
         return {"platform_name": "Xinyidai", "unread_notifications": unread}
