@@ -45,6 +45,7 @@ import numpy.typing as npt
 import pandas as pd
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from app.jobs import enqueue, job_body
 from app.services import audit, model_registry, profiles
@@ -141,14 +142,16 @@ def holdouts() -> list[Holdout]:
 def load_holdout(key: str) -> tuple[Holdout, pd.DataFrame, npt.NDArray[np.int64]]:
     """The stored rows of hold-out ``key``; :class:`RegistryError` if unknown or altered."""
     if not _KEY.match(key or ""):
-        raise RegistryError(f"no hold-out set {key!r}")
+        raise RegistryError(_l("There is no hold-out set %(key)s.", key=repr(key)))
     directory = _holdout_root() / key
     holdout = _read_meta(directory)
     if holdout is None:
-        raise RegistryError(f"no hold-out set {key!r}")
+        raise RegistryError(_l("There is no hold-out set %(key)s.", key=repr(key)))
     data = (directory / "holdout.csv").read_bytes()
     if hashlib.sha256(data).hexdigest() != holdout.sha256:
-        raise RegistryError(f"hold-out set {key}: the file was altered since it was stored")
+        raise RegistryError(
+            _l("Hold-out set %(key)s: the file was altered since it was stored.", key=key)
+        )
     frame = pd.read_csv(io.BytesIO(data), dtype=np.float64)
     y = frame.pop(LABEL).to_numpy(dtype=np.int64)
     return holdout, frame, y
@@ -310,7 +313,7 @@ def start_rescore(actor: User | None) -> Job:
     model_registry._require_office(actor, admin=True)
     serving = model_registry.serving_version()
     if serving is None:
-        raise RegistryError("no approved model version: approve one before rescoring")
+        raise RegistryError(_l("No model version is approved: approve one before rescoring."))
     running = running_rescore()
     if running is not None and running.params.get("model_version_id") == serving.id:
         return running

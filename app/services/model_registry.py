@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from app.services import audit
 from app.services.accounts import PermissionRefused
@@ -116,7 +117,7 @@ def register(directory: str | Path, actor: User | None) -> ModelVersion:
         sa.select(ModelVersion).where(ModelVersion.content_hash == content_hash)
     )
     if existing is not None:
-        raise RegistryError(f"this model is already registered as version {existing.id}")
+        raise RegistryError(_l("This model is already registered as version %(n)d.", n=existing.id))
 
     root = model_root()
     name = f"{kind_value}-{content_hash[:16]}"
@@ -179,7 +180,9 @@ def approve(version: ModelVersion, actor: User | None, *, recompute: bool = True
     if version.status is ModelStatus.APPROVED:
         return
     if version.status is ModelStatus.RETIRED:
-        raise RegistryError(f"version {version.id} is retired; register a new version instead")
+        raise RegistryError(
+            _l("Version %(n)d is retired; register a new version instead.", n=version.id)
+        )
     now = utcnow()
     previous = db.session.scalars(
         sa.select(ModelVersion)
@@ -245,7 +248,9 @@ def load_version(version: ModelVersion) -> RiskModel:
     except (ArtifactError, FeatureSetError) as exc:
         raise RegistryError(f"version {version.id}: {exc}") from None
     if model.meta.get("manifest", {}).get("content_hash") != version.content_hash:
-        raise RegistryError(f"version {version.id}: the artifact on disk is another model")
+        raise RegistryError(
+            _l("Version %(n)d: the artifact on disk is another model.", n=version.id)
+        )
     return model
 
 

@@ -173,7 +173,7 @@ def test_compare_page_shows_both_versions_side_by_side(
     # defaults: the approved version against the candidate, on the newest hold-out
     assert client.get("/office/models/compare").status_code == 200
     bad = client.get(f"/office/models/compare?champion={card_id}&challenger={gbm_id}&holdout=zz")
-    assert bad.status_code == 422 and "no hold-out set" in bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "There is no hold-out set" in bad.get_data(as_text=True)
 
 
 def test_drift_page_flags_shifted_features(

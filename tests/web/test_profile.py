@@ -164,7 +164,8 @@ def test_models_cli_register_approve_and_list(
     assert result.exit_code == 0, result.output
     assert "status=approved" in result.output
     again = runner.invoke(args=["models", "register", str(trained_model_dir)])  # type: ignore[attr-defined]
-    assert again.exit_code == 1 and "already registered as version" in again.output
+    # The operator reads it in the platform language (Chinese by default).
+    assert again.exit_code == 1 and "该模型已注册为第 1 版" in again.output
     listed = runner.invoke(args=["models", "list"])  # type: ignore[attr-defined]
     assert "scorecard" in listed.output and "approved" in listed.output
     with app.app_context():
