@@ -184,23 +184,28 @@ def _ip_limit() -> str:
 def refuse_credentials_outside_header() -> None:
     """Credentials in a URL end up in logs and histories; a token goes in the Authorization
     header only (never in the query string or a form)."""
-    leaked = {"access_token", "client_secret"} & set(request.args)
+    in_url = {"access_token", "client_secret"} & set(request.args)
+    in_form: set[str] = set()
     if request.mimetype == "application/x-www-form-urlencoded" and not request.path.startswith(
         "/api/v1/oauth/"
     ):
-        leaked |= {"access_token"} & set(request.form)
-    if leaked:
+        in_form = {"access_token"} & set(request.form)
+    if in_url or in_form:
         raise ApiProblem(
             400,
             "credentials-in-url",
-            _l("Credentials outside the Authorization header"),
+            _l("Credentials in the URL"),
             _l(
                 "Send access tokens in the Authorization header and client secrets in the "
                 "request body or with HTTP Basic authentication, never in the URL."
             ),
             errors=[
-                {"field": name, "message": str(_l("not accepted here"))}
-                for name in sorted(leaked)
+                {"field": name, "message": str(_l("not accepted in the URL"))}
+                for name in sorted(in_url)
+            ]
+            + [
+                {"field": name, "message": str(_l("not accepted in the body"))}
+                for name in sorted(in_form)
             ],
         )
 
