@@ -1,7 +1,8 @@
 """A bank's loan system talking to the Xinyidai Open API: fetch the enterprises that
 authorized the bank, read one profile, and post a decision on an application.
 
-    XYD_URL=http://127.0.0.1:5000 XYD_CLIENT_ID=... XYD_CLIENT_SECRET=... python examples/bank_client.py
+    XYD_CLIENT_ID=... XYD_CLIENT_SECRET=... python examples/bank_client.py
+    (XYD_URL defaults to http://127.0.0.1:5000)
 """
 
 from __future__ import annotations

@@ -54,8 +54,7 @@ from models.pool import (
 )
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
 from models.profile import CreditProfile
-from models.provider import ProviderClient, ProviderToken
-from models.provider import IdempotentRequest, UsedAssertion
+from models.provider import IdempotentRequest, ProviderClient, ProviderToken, UsedAssertion
 from models.records import RECORD_MODELS
 from models.target import KpiTarget
 from models.user import Role, User, UserSession

@@ -55,8 +55,10 @@ def _too_many(exc: Any) -> Any:
         429,
         "rate-limited",
         _l("Too many requests"),
-        _l("The rate limit for this client or address is reached; retry after %(s)d seconds.",
-           s=retry_after),
+        _l(
+            "The rate limit for this client or address is reached; retry after %(s)d seconds.",
+            s=retry_after,
+        ),
         headers={"Retry-After": str(retry_after)},
     ).response()
 

@@ -171,7 +171,9 @@ class RejectDecision(ApiModel):
     text: str = Field("", max_length=1000)
 
 
-class DecisionIn(RootModel[Annotated[OfferDecision | RejectDecision, Field(discriminator="decision")]]):
+class DecisionIn(
+    RootModel[Annotated[OfferDecision | RejectDecision, Field(discriminator="decision")]]
+):
     pass
 
 
@@ -360,18 +362,28 @@ def profile_detail(enterprise_id: int) -> ProfileOut:
     p = view.profile
     profile = (
         CreditProfileOut(
-            computed_at=p.computed_at, as_of=p.as_of, pd=p.pd, score=p.score, grade=p.grade,
-            public_credit_class=p.public_credit_class, reasons=list(p.reasons or []),
-            knockouts=list(p.knockouts or []), annual_sales=p.annual_sales,
-            tax_months=p.tax_months, social_months=p.social_months,
+            computed_at=p.computed_at,
+            as_of=p.as_of,
+            pd=p.pd,
+            score=p.score,
+            grade=p.grade,
+            public_credit_class=p.public_credit_class,
+            reasons=list(p.reasons or []),
+            knockouts=list(p.knockouts or []),
+            annual_sales=p.annual_sales,
+            tax_months=p.tax_months,
+            social_months=p.social_months,
             model_version_id=p.model_version_id,
-        )  # fmt: skip
+        )
         if p is not None
         else None
     )
     records = {
         scope: [
-            {key: _cell(getattr(row, key, None)) for key, _label in bank_views.RECORD_COLUMNS[scope]}
+            {
+                key: _cell(getattr(row, key, None))
+                for key, _label in bank_views.RECORD_COLUMNS[scope]
+            }
             for row in rows
         ]
         for scope, rows in view.records.items()
@@ -476,9 +488,7 @@ def application_decision(application_id: int, body: DecisionIn) -> ApplicationOu
                 valid_until=decision.valid_until,
             )  # fmt: skip
         else:
-            applications.reject(
-                _actor(), app, [c.value for c in decision.codes], decision.text
-            )
+            applications.reject(_actor(), app, [c.value for c in decision.codes], decision.text)
     except AccountError as exc:
         raise _unprocessable(exc) from exc
     return _application_out(app)
@@ -582,11 +592,15 @@ def need_list(query: PageQuery) -> NeedList:
     return NeedList(
         items=[
             NeedOut(
-                id=n.need.id, enterprise=_enterprise_out(n.need.enterprise),
-                amount=n.need.amount, term_months=n.need.term_months, purpose=n.need.purpose,
-                max_rate=n.need.max_rate, expires_at=n.need.expires_at,
+                id=n.need.id,
+                enterprise=_enterprise_out(n.need.enterprise),
+                amount=n.need.amount,
+                term_months=n.need.term_months,
+                purpose=n.need.purpose,
+                max_rate=n.need.max_rate,
+                expires_at=n.need.expires_at,
                 fitting_product_ids=[p.id for p in n.products],
-            )  # fmt: skip
+            )
             for n in items[window]
         ],
         page=page,
@@ -605,9 +619,12 @@ def need_take(need_id: int, body: TakeIn) -> ApplicationOut:
     product = db.session.get(LoanProduct, body.product_id)
     if product is None:
         raise ApiProblem(
-            422, "invalid-fields", _l("Invalid fields"), _l("Choose one of your published products."),
+            422,
+            "invalid-fields",
+            _l("Invalid fields"),
+            _l("Choose one of your published products."),
             errors=[{"field": "product_id", "message": str(_l("unknown product"))}],
-        )  # fmt: skip
+        )
     try:
         app = needs.take(_actor(), need, product)
     except PermissionRefused:
@@ -645,14 +662,21 @@ def pool_eligibility(query: PoolQuery) -> PoolEligibilityOut:
     first = pool.is_first_loan(enterprise.id)
     result = pool.eligibility(enterprise, product, query.amount, first)
     return PoolEligibilityOut(
-        enterprise_id=enterprise.id, product_id=product.id, amount=query.amount,
-        eligible=result.eligible, pool=result.pool.name if result.pool else None,
-        ratio=result.ratio, covered_amount=result.covered_amount, first_loan=first,
+        enterprise_id=enterprise.id,
+        product_id=product.id,
+        amount=query.amount,
+        eligible=result.eligible,
+        pool=result.pool.name if result.pool else None,
+        ratio=result.ratio,
+        covered_amount=result.covered_amount,
+        first_loan=first,
         checks=[
             PoolCheckOut(
-                rule=c.rule, passed=c.passed, text=str(c.text),
+                rule=c.rule,
+                passed=c.passed,
+                text=str(c.text),
                 remedy=str(c.remedy) if c.remedy is not None else None,
-            )  # fmt: skip
+            )
             for c in result.checks
         ],
     )

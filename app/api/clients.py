@@ -145,7 +145,9 @@ def parse_jwk(text: str) -> dict[str, Any] | None:
         try:
             jwk.import_key(key)
         except (JoseError, ValueError, TypeError):
-            raise AccountError(_l("The JWK is not a usable RSA, EC or OKP public key."), "jwk") from None
+            raise AccountError(
+                _l("The JWK is not a usable RSA, EC or OKP public key."), "jwk"
+            ) from None
     return data
 
 

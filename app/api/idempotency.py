@@ -84,8 +84,7 @@ def _in_progress() -> ApiProblem:
 
 
 def _replay(row: IdempotentRequest) -> Response:
-    assert row.status_code is not None
-    response = response_of(row.status_code, json.loads(row.response_body or "null"))
+    response = response_of(row.status_code or 500, json.loads(row.response_body or "null"))
     response.headers["Idempotent-Replayed"] = "true"
     return response
 

@@ -26,9 +26,9 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import Flask, url_for
+from flask_babel import lazy_gettext as _l
 from joserfc import jwk
 from sqlalchemy.exc import IntegrityError
-from flask_babel import lazy_gettext as _l
 
 from app.api.errors import ApiProblem
 from models import db
@@ -99,7 +99,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         if not client.jwks:
             raise InvalidClientError(description="This client has no registered public key.")
         if "keys" in client.jwks:
-            return jwk.KeySet.import_key_set(client.jwks)
+            return jwk.KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
         return jwk.import_key(client.jwks)
 
     def validate_jti(self, claims: Any, jti: Any) -> bool:
@@ -132,7 +132,7 @@ def _token_by_string(token_string: str) -> ProviderToken | None:
 class Revocation(RevocationEndpoint):
     """RFC 7009: a client revokes one of its own access tokens (always 200)."""
 
-    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS  # noqa: RUF012
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
     SUPPORTED_TOKEN_TYPES = ("access_token",)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
@@ -147,7 +147,7 @@ class Revocation(RevocationEndpoint):
 class Introspection(IntrospectionEndpoint):
     """RFC 7662: a client asks whether one of its own tokens is active."""
 
-    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS  # noqa: RUF012
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
     SUPPORTED_TOKEN_TYPES = ("access_token",)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:

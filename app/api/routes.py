@@ -81,7 +81,7 @@ TOKEN_QUERY_FORM = {
         **_CLIENT_AUTH_FORM,
     },
 }
-_OAUTH_ERRORS = {
+_OAUTH_ERRORS: dict[int, tuple[type[BaseModel], str]] = {
     400: (OAuthError, "OAuth2 error (RFC 6749 §5.2)"),
     401: (OAuthError, "Client authentication failed (RFC 6749 §5.2)"),
 }

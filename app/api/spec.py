@@ -22,9 +22,15 @@ import sqlalchemy as sa
 from flask import Response, current_app, g, jsonify, request
 from flask_babel import lazy_gettext as _l
 from flask_limiter.util import get_remote_address
-from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic import Field as Field
-from pydantic import WithJsonSchema
 from pydantic.json_schema import models_json_schema
 
 from app.api import bp
@@ -60,9 +66,7 @@ Money = Annotated[
     Decimal,
     PlainValidator(_decimal_of(_MONEY, "150000.00")),
     PlainSerializer(lambda d: f"{d:.2f}", return_type=str),
-    WithJsonSchema(
-        {"type": "string", "pattern": _MONEY.pattern, "examples": ["150000.00"]}
-    ),
+    WithJsonSchema({"type": "string", "pattern": _MONEY.pattern, "examples": ["150000.00"]}),
 ]
 Rate = Annotated[
     Decimal,
@@ -149,8 +153,7 @@ class Operation:
     @property
     def path_params(self) -> list[tuple[str, str]]:
         return [
-            (name, conv or "string")
-            for conv, name in re.findall(r"<(?:(\w+):)?(\w+)>", self.rule)
+            (name, conv or "string") for conv, name in re.findall(r"<(?:(\w+):)?(\w+)>", self.rule)
         ]
 
 
@@ -351,9 +354,7 @@ def operation(
             return response_
 
         limited = limiter.shared_limit(_ip_limit, scope="api-ip", key_func=get_remote_address)(
-            limiter.shared_limit(_client_limit, scope="api-client", key_func=_client_key)(
-                wrapper
-            )
+            limiter.shared_limit(_client_limit, scope="api-client", key_func=_client_key)(wrapper)
         )
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=limited, methods=[method])
         return view

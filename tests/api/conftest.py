@@ -163,9 +163,13 @@ def world(app_ctx: Any, factory: Any) -> World:
     w.apps["other_only"] = apply(w.smes["other_only"], product_b).id
     db.session.commit()
     for kind in ("revoked",):
-        grant = db.session.get(Authorization, db.session.get(LoanApplication, w.apps[kind]).sharing_authorization_id)  # type: ignore[union-attr]
+        grant = db.session.get(
+            Authorization, db.session.get(LoanApplication, w.apps[kind]).sharing_authorization_id
+        )  # type: ignore[union-attr]
         authz.revoke(w.smes[kind], grant)
-    grant = db.session.get(Authorization, db.session.get(LoanApplication, w.apps["expired"]).sharing_authorization_id)  # type: ignore[union-attr]
+    grant = db.session.get(
+        Authorization, db.session.get(LoanApplication, w.apps["expired"]).sharing_authorization_id
+    )  # type: ignore[union-attr]
     grant.valid_from = now - dt.timedelta(days=200)  # type: ignore[union-attr]
     grant.valid_until = now - dt.timedelta(days=1)  # type: ignore[union-attr]
     db.session.commit()

@@ -74,7 +74,8 @@ def test_authorization_matrix(client, world, kind):
     }
     assert (world.enterprises[kind].id in ids) is allowed
     app_ids = {
-        i["id"] for i in client.get("/api/v1/applications", headers=bearer(token)).get_json()["items"]
+        i["id"]
+        for i in client.get("/api/v1/applications", headers=bearer(token)).get_json()["items"]
     }
     assert (world.apps[kind] in app_ids) is allowed
 
@@ -112,7 +113,9 @@ def test_profile_read_is_counted_and_audited_as_the_client(client, world):
     grant = db.session.get(Authorization, app.sharing_authorization_id)
     assert grant.use_count == 1
     event = db.session.scalar(
-        sa.select(AuditEvent).where(AuditEvent.action == "profile.view").order_by(AuditEvent.seq.desc())
+        sa.select(AuditEvent)
+        .where(AuditEvent.action == "profile.view")
+        .order_by(AuditEvent.seq.desc())
     )
     assert event.enterprise_id == enterprise.id
     actor = db.session.get(User, event.actor_user_id)
@@ -186,14 +189,20 @@ def test_disbursement_repayment_and_default(client, world):
     applications.accept(world.smes["authorized"], app)
     db.session.commit()
     today = dt.date.today().isoformat()
-    loan = post(client, f"/api/v1/applications/{app_id}/disbursement", token, {"disbursed_on": today})
+    loan = post(
+        client, f"/api/v1/applications/{app_id}/disbursement", token, {"disbursed_on": today}
+    )
     assert loan.status_code == 201, loan.get_json()
     loan_id = loan.get_json()["id"]
     assert loan.get_json()["principal"] == "250000.00"
-    paid = post(client, f"/api/v1/loans/{loan_id}/repayments", token, {"amount": "50000.00", "on": today})
+    paid = post(
+        client, f"/api/v1/loans/{loan_id}/repayments", token, {"amount": "50000.00", "on": today}
+    )
     assert paid.status_code == 201
     assert paid.get_json()["outstanding"] == "200000.00"
-    too_much = post(client, f"/api/v1/loans/{loan_id}/repayments", token, {"amount": "999999.00", "on": today})
+    too_much = post(
+        client, f"/api/v1/loans/{loan_id}/repayments", token, {"amount": "999999.00", "on": today}
+    )
     assert too_much.status_code == 422
     defaulted = post(client, f"/api/v1/loans/{loan_id}/default", token, {"on": today})
     assert defaulted.get_json()["status"] == "defaulted"
@@ -226,7 +235,9 @@ def test_other_banks_application_is_not_found_even_when_the_enterprise_shares(cl
 def test_needs_list_and_a_need_not_open_to_the_bank(client, world):
     token = token_for(client, world.bank.creds)
     assert client.get("/api/v1/needs", headers=bearer(token)).get_json()["items"] == []
-    response = post(client, "/api/v1/needs/12345/take", token, {"product_id": world.bank.product_id})
+    response = post(
+        client, "/api/v1/needs/12345/take", token, {"product_id": world.bank.product_id}
+    )
     assert response.status_code == 404
 
 

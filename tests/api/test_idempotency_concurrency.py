@@ -35,9 +35,7 @@ def test_eight_concurrent_retries_make_one_offer(pg_app):
     def retry() -> None:
         http = pg_app.test_client()
         barrier.wait()
-        response = http.post(
-            path, json=OFFER, headers={**bearer(token), "Idempotency-Key": key}
-        )
+        response = http.post(path, json=OFFER, headers={**bearer(token), "Idempotency-Key": key})
         results.append(
             (
                 response.status_code,

@@ -29,9 +29,11 @@ def keyed(app_ctx, factory):
     account = factory.user(OrgKind.BANK)
     org = db.session.get(Organization, account.organization_id)
     issued = clients.create_bank_client(
-        None, org, "JWT client", ["profiles:read"], clients.parse_jwk(
-            __import__("json").dumps(key.as_dict(private=False))
-        )
+        None,
+        org,
+        "JWT client",
+        ["profiles:read"],
+        clients.parse_jwk(__import__("json").dumps(key.as_dict(private=False))),
     )
     db.session.commit()
     return issued.client.client_id, key
@@ -127,7 +129,9 @@ def test_token_in_query_string_or_form_is_refused(client, app_ctx, factory):
 def test_expired_token_is_refused(client, app_ctx, factory):
     bank = make_bank(factory, "己银行")
     token = token_for(client, bank.creds)
-    row = db.session.scalar(sa.select(ProviderToken).where(ProviderToken.access_token_hash == digest(token)))
+    row = db.session.scalar(
+        sa.select(ProviderToken).where(ProviderToken.access_token_hash == digest(token))
+    )
     row.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     db.session.commit()
     response = client.get("/api/v1/loans", headers=bearer(token))
@@ -138,13 +142,17 @@ def test_expired_token_is_refused(client, app_ctx, factory):
 def test_revoked_token_is_refused_and_introspects_inactive(client, app_ctx, factory):
     bank = make_bank(factory, "庚银行")
     token = token_for(client, bank.creds)
-    live = client.post("/api/v1/oauth/introspect", data={"token": token}, headers=basic(*bank.creds))
+    live = client.post(
+        "/api/v1/oauth/introspect", data={"token": token}, headers=basic(*bank.creds)
+    )
     assert live.get_json()["active"] is True
     assert live.get_json()["client_id"] == bank.creds[0]
     revoked = client.post("/api/v1/oauth/revoke", data={"token": token}, headers=basic(*bank.creds))
     assert revoked.status_code == 200
     assert client.get("/api/v1/loans", headers=bearer(token)).status_code == 401
-    dead = client.post("/api/v1/oauth/introspect", data={"token": token}, headers=basic(*bank.creds))
+    dead = client.post(
+        "/api/v1/oauth/introspect", data={"token": token}, headers=basic(*bank.creds)
+    )
     assert dead.get_json() == {"active": False}
 
 
