@@ -54,7 +54,7 @@ from models.pool import (
 )
 from models.product import LoanProduct, ProductStatus, ProductType, RepaymentMethod
 from models.profile import CreditProfile
-from models.provider import ProviderClient, ProviderToken
+from models.provider import IdempotentRequest, ProviderClient, ProviderToken, UsedAssertion
 from models.records import RECORD_MODELS
 from models.target import KpiTarget
 from models.user import Role, User, UserSession
@@ -76,6 +76,7 @@ __all__ = [
     "Enterprise",
     "FetchFrequency",
     "FinancingNeed",
+    "IdempotentRequest",
     "IngestionBatch",
     "Job",
     "JobStatus",
@@ -118,6 +119,7 @@ __all__ = [
     "Role",
     "SizeClass",
     "SupportPolicy",
+    "UsedAssertion",
     "User",
     "UserSession",
     "db",

@@ -7,6 +7,7 @@ RFC 9457 problem JSON.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, cast
 
 from flask import Blueprint, Flask
@@ -40,4 +41,26 @@ def _problem(problem: ApiProblem) -> Any:
     return problem.response()
 
 
-from app.api import routes  # noqa: E402,F401  (registers the views on bp)
+@bp.errorhandler(429)
+def _too_many(exc: Any) -> Any:
+    from flask_babel import lazy_gettext as _l
+
+    from app.extensions import limiter
+
+    retry_after = 60
+    current = limiter.current_limit
+    if current is not None:
+        retry_after = max(1, int(current.reset_at - time.time()) + 1)
+    return ApiProblem(
+        429,
+        "rate-limited",
+        _l("Too many requests"),
+        _l(
+            "The rate limit for this client or address is reached; retry after %(s)d seconds.",
+            s=retry_after,
+        ),
+        headers={"Retry-After": str(retry_after)},
+    ).response()
+
+
+from app.api import bank_routes, routes  # noqa: E402,F401  (registers the views on bp)

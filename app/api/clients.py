@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
+from joserfc import jwk
+from joserfc.errors import JoseError
 
 from app.services import audit
 from app.services.accounts import AccountError
-from models import User, db
+from models import Organization, OrgKind, Role, User, db
 from models.base import utcnow
-from models.provider import PROVIDER_SOURCES, ProviderClient, ProviderToken, digest
+from models.provider import (
+    BANK_SCOPES,
+    PROVIDER_SOURCES,
+    ProviderClient,
+    ProviderToken,
+    digest,
+)
 
 
 @dataclass(frozen=True)
@@ -104,3 +114,98 @@ def clients() -> list[ProviderClient]:
 
 def by_client_id(client_id: str) -> ProviderClient | None:
     return db.session.scalar(sa.select(ProviderClient).where(ProviderClient.client_id == client_id))
+
+
+# Banks' machine clients --------------------------------------------------------------
+
+SERVICE_EMAIL_DOMAIN = "api-clients.xinyidai.invalid"
+# Not an argon2 hash: no password ever verifies against it.
+NO_LOGIN = "!api-client: no login"
+
+
+def parse_jwk(text: str) -> dict[str, Any] | None:
+    """A public JWK or JWK set as JSON, checked; ``None`` for an empty text. Raises
+    :class:`AccountError` (field ``jwk``) for anything else, including a private key."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise AccountError(_l("The JWK is not valid JSON."), "jwk") from None
+    keys = data.get("keys") if isinstance(data, dict) else None
+    candidates = keys if isinstance(keys, list) else [data]
+    if not candidates or not all(isinstance(k, dict) for k in candidates):
+        raise AccountError(_l("Give one public JWK or a JWK set."), "jwk")
+    for key in candidates:
+        if any(member in key for member in ("d", "p", "q", "k")):
+            raise AccountError(
+                _l("This is a private or symmetric key: register the public key only."), "jwk"
+            )
+        try:
+            jwk.import_key(key)
+        except (JoseError, ValueError, TypeError):
+            raise AccountError(
+                _l("The JWK is not a usable RSA, EC or OKP public key."), "jwk"
+            ) from None
+    return data
+
+
+def create_bank_client(
+    actor: User | None,
+    bank: Organization,
+    name: str,
+    scopes: list[str],
+    jwks: dict[str, Any] | None = None,
+) -> IssuedCredentials:
+    """Register a machine client acting for ``bank`` with ``scopes`` (⊆ BANK_SCOPES), with
+    its own non-login service user (an inactive officer of the bank, the actor of whatever
+    the client does). Raises :class:`AccountError`."""
+    name = name.strip()
+    if bank.kind is not OrgKind.BANK or not bank.is_active:
+        raise AccountError(_l("Choose an active bank."), "bank")
+    if not name or len(name) > 100:
+        raise AccountError(_l("Give the client a name of at most 100 characters."), "name")
+    unknown = [s for s in scopes if s not in BANK_SCOPES]
+    if not scopes or unknown:
+        raise AccountError(_l("Choose at least one of the bank API scopes."), "scopes")
+    if db.session.scalar(sa.select(ProviderClient.id).where(ProviderClient.name == name)):
+        raise AccountError(_l("An API client with this name is already registered."), "name")
+    client_id = "xyd-" + secrets.token_hex(16)
+    service_user = User(
+        organization=bank,
+        email=f"{client_id}@{SERVICE_EMAIL_DOMAIN}",
+        display_name=f"API: {name}"[:100],
+        password_hash=NO_LOGIN,
+        role=Role.OFFICER,
+        is_active=False,
+    )
+    db.session.add(service_user)
+    db.session.flush()
+    secret = secrets.token_urlsafe(32)
+    client = ProviderClient(
+        name=name,
+        source=None,
+        organization_id=bank.id,
+        scopes=" ".join(s for s in BANK_SCOPES if s in scopes),
+        service_user_id=service_user.id,
+        jwks=jwks,
+        client_id=client_id,
+        client_secret_hash=digest(secret),
+        created_by_user_id=actor.id if actor else None,
+    )
+    db.session.add(client)
+    db.session.flush()
+    audit.record(
+        "api_client.create",
+        actor=actor,
+        object_type="provider_client",
+        object_id=client.client_id,
+        details={
+            "name": name,
+            "bank_org_id": bank.id,
+            "scopes": client.scopes,
+            "private_key_jwt": jwks is not None,
+        },
+    )
+    return IssuedCredentials(client, secret)

@@ -1,17 +1,20 @@
-"""The provider API: the token endpoint and pushing a batch of records."""
+"""OAuth2 endpoints (token, revocation, introspection), the provider push, and the OpenAPI
+document with its docs page."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
 from app.api import bp, oauth
 from app.api.errors import ApiProblem
+from app.api.spec import OPERATIONS, openapi_document, operation
 from app.extensions import limiter
 from app.services import audit, ingestion
 from ml import schema
@@ -24,36 +27,106 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spa
 DEFAULT_MAX_RECORDS = 10_000
 
 
-def _refuse_query_credentials() -> None:
-    """Credentials in a URL end up in logs and browser histories: refuse them outright."""
-    leaked = {"access_token", "client_secret"} & set(request.args)
-    if leaked:
-        raise ApiProblem(
-            400,
-            "credentials-in-url",
-            _l("Credentials in the URL"),
-            _l(
-                "Send access tokens in the Authorization header and client secrets in the "
-                "request body or with HTTP Basic authentication, never in the URL."
-            ),
-            errors=[
-                {"field": name, "message": str(_l("not accepted in the URL"))}
-                for name in sorted(leaked)
-            ],
-        )
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    scope: str
 
 
-@bp.post("/oauth/token")
-@limiter.limit(lambda: current_app.config.get("OAUTH2_TOKEN_RATE_LIMIT", "60 per minute"))
-def issue_token() -> Response:
-    """RFC 6749 §4.4 client-credentials token endpoint (errors are OAuth2 JSON, §5.2)."""
-    _refuse_query_credentials()
-    response: Response = oauth.server.create_token_response()
+class OAuthError(BaseModel):
+    """RFC 6749 §5.2."""
+
+    error: str
+    error_description: str | None = None
+
+
+class RevokedOut(BaseModel):
+    pass
+
+
+class IntrospectionOut(BaseModel):
+    active: bool
+    client_id: str | None = None
+    scope: str | None = None
+    token_type: str | None = None
+    iat: int | None = None
+    exp: int | None = None
+
+
+_CLIENT_AUTH_FORM = {
+    "client_id": {"type": "string"},
+    "client_secret": {"type": "string"},
+    "client_assertion_type": {
+        "type": "string",
+        "enum": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+    },
+    "client_assertion": {"type": "string"},
+}
+TOKEN_FORM = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+        "scope": {"type": "string"},
+        **_CLIENT_AUTH_FORM,
+    },
+}
+TOKEN_QUERY_FORM = {
+    "type": "object",
+    "required": ["token"],
+    "properties": {
+        "token": {"type": "string"},
+        "token_type_hint": {"type": "string", "enum": ["access_token"]},
+        **_CLIENT_AUTH_FORM,
+    },
+}
+_OAUTH_ERRORS: dict[int, tuple[type[BaseModel], str]] = {
+    400: (OAuthError, "OAuth2 error (RFC 6749 §5.2)"),
+    401: (OAuthError, "Client authentication failed (RFC 6749 §5.2)"),
+}
+
+
+def _oauth_response(response: Response) -> Response:
     if response.status_code == 200:
         db.session.commit()
     else:
-        db.session.rollback()
+        # A private_key_jwt assertion's jti stays used even when the request fails.
+        db.session.commit()
     return response
+
+
+@operation(
+    "POST", "/oauth/token", summary="Issue an access token (client credentials)", tag="oauth",
+    form=TOKEN_FORM, response=TokenOut, problems=(429,), extra_responses=_OAUTH_ERRORS, raw=True,
+)  # fmt: skip
+@limiter.limit(lambda: current_app.config.get("OAUTH2_TOKEN_RATE_LIMIT", "60 per minute"))
+def issue_token() -> Response:
+    """RFC 6749 §4.4 with client_secret_basic, client_secret_post or private_key_jwt
+    (RFC 7523: ``aud`` = this endpoint's URL, ``exp`` within 10 minutes, a fresh ``jti``).
+    Errors are OAuth2 JSON (§5.2)."""
+    return _oauth_response(oauth.server.create_token_response())
+
+
+@operation(
+    "POST", "/oauth/revoke", summary="Revoke an access token (RFC 7009)", tag="oauth",
+    form=TOKEN_QUERY_FORM, response=RevokedOut, problems=(429,), extra_responses=_OAUTH_ERRORS,
+    raw=True,
+)  # fmt: skip
+def revoke_token() -> Response:
+    """The client revokes one of its own tokens; it stops working at once."""
+    return _oauth_response(oauth.server.create_endpoint_response("revocation"))
+
+
+@operation(
+    "POST", "/oauth/introspect", summary="Introspect an access token (RFC 7662)", tag="oauth",
+    form=TOKEN_QUERY_FORM, response=IntrospectionOut, problems=(429,),
+    extra_responses=_OAUTH_ERRORS, raw=True,
+)  # fmt: skip
+def introspect_token() -> Response:
+    """Whether one of the client's own tokens is active (revoked, expired or someone else's:
+    ``{"active": false}``)."""
+    return _oauth_response(oauth.server.create_endpoint_response("introspection"))
 
 
 def _client_for(source: str) -> ProviderClient:
@@ -237,14 +310,44 @@ def _ingest(
         raise ApiProblem(422, exc.code.replace("_", "-"), _l("Batch refused"), exc.message) from exc
 
 
-@bp.post("/ingest/<source>")
+class IngestIn(BaseModel):
+    records: list[dict[str, str | int | float | bool | None]]
+
+
+class RejectedOut(BaseModel):
+    line: int
+    field: str | None
+    code: str
+    message: str
+
+
+class BatchCounts(BaseModel):
+    received: int
+    accepted: int
+    duplicates: int
+    corrected: int
+    rejected: int
+
+
+class BatchOut(BaseModel):
+    batch_id: int
+    source: str
+    status: str
+    counts: BatchCounts
+    rejected: list[RejectedOut]
+
+
+@operation(
+    "POST", "/ingest/<source>", summary="Push a batch of records (providers)", tag="providers",
+    scope="ingest:<source>", body=IngestIn, response=BatchOut, status=201,
+    problems=(400, 401, 403, 404, 409, 413, 422), raw=True, key_header=True,
+)  # fmt: skip
 def ingest(source: str) -> Response:
     """Push a batch: ``{"records": [...]}`` with an ``Idempotency-Key`` header.
 
     201 with the batch id and counts (rejected rows with line, field and message); the same
     key and body again → the same answer (``Idempotent-Replayed: true``), nothing written;
     the same key with another body → 409."""
-    _refuse_query_credentials()
     client = _client_for(source)
     key = _idempotency_key()
     rows = _records()
@@ -260,3 +363,31 @@ def ingest(source: str) -> Response:
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _document() -> dict[str, Any]:
+    return openapi_document(
+        url_for("api.openapi_json", _external=True).rsplit("/", 1)[0],
+        url_for("api.issue_token", _external=True),
+    )
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    """The OpenAPI 3.1 document, generated from the operations' declarations."""
+    return jsonify(_document())
+
+
+@bp.get("/docs")
+def docs() -> Any:
+    """The same document, readable: rendered on the server, no script."""
+    import json
+
+    document = _document()
+    schemas = {
+        name: json.dumps(schema, indent=2, ensure_ascii=False)
+        for name, schema in document["components"]["schemas"].items()
+    }
+    return render_template(
+        "api/docs.html", document=document, operations=OPERATIONS, schemas=schemas
+    )
