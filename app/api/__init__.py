@@ -21,7 +21,7 @@ bp = Blueprint("api", __name__)
 @bp.record_once
 def _init(state: BlueprintSetupState) -> None:
     from app.api import oauth
-    from app.api.cli import providers_group
+    from app.api.cli import bank_clients_group, providers_group
     from app.connectors import config_from_env
     from app.connectors.cli import collection_group, jobs_group
 
@@ -32,6 +32,7 @@ def _init(state: BlueprintSetupState) -> None:
         app.config.setdefault(key, value)
     oauth.init_app(app)
     app.cli.add_command(providers_group)
+    app.cli.add_command(bank_clients_group)
     app.cli.add_command(collection_group)
     app.cli.add_command(jobs_group)
 

@@ -1,13 +1,17 @@
-"""``flask providers ...``: register data providers' API clients."""
+"""``flask providers ...`` and ``flask bank-clients ...``: register the API's machine clients."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
+import sqlalchemy as sa
 from flask.cli import AppGroup
 
 from app.api import clients
 from app.services.accounts import AccountError
-from models import db
+from models import Organization, OrgKind, db
 from models.provider import PROVIDER_SOURCES
 
 providers_group = AppGroup("providers", help="Data providers' API clients (OAuth2).")
@@ -67,3 +71,48 @@ def enable(client_id: str) -> None:
     clients.set_active(None, client, True)
     db.session.commit()
     click.echo(f"Enabled {client.name!r}.")
+
+
+bank_clients_group = AppGroup("bank-clients", help="Banks' API clients (OAuth2).")
+
+
+@bank_clients_group.command("create")
+@click.option("--bank", "bank_name", required=True, help="The bank's organization name.")
+@click.option("--name", required=True, help="The client, e.g. 信贷系统.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(sorted(clients.BANK_SCOPES)),
+    help="A scope the client may ask for (repeat the option for several).",
+)
+@click.option(
+    "--jwk",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A public JWK (JSON) for private_key_jwt; without it the client uses its secret.",
+)
+def create_bank_client(
+    bank_name: str, name: str, scopes: tuple[str, ...], jwk: Path | None
+) -> None:
+    """Register a bank's machine client; prints its id and secret (the secret only once)."""
+    bank = db.session.scalar(
+        sa.select(Organization).where(
+            Organization.name == bank_name, Organization.kind == OrgKind.BANK
+        )
+    )
+    if bank is None:
+        raise click.ClickException(f"No bank named {bank_name!r}.")
+    try:
+        key = json.loads(jwk.read_text("utf-8")) if jwk is not None else None
+        issued = clients.create_bank_client(None, bank, name, list(scopes), key)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{jwk}: not JSON ({exc.msg}, line {exc.lineno})") from exc
+    except AccountError as exc:
+        raise click.ClickException(str(exc.message)) from exc
+    db.session.commit()
+    client = issued.client
+    click.echo(f"Created client {client.name!r} for {bank.name} (scopes {' '.join(scopes)}).")
+    click.echo(f"  client_id      {client.client_id}")
+    click.echo(f"  client_secret  {issued.client_secret}")
+    click.echo("Store the secret now: it is not kept and cannot be shown again.")

@@ -11,6 +11,7 @@ method, path or body is a 409. (Provider pushes keep their own batch-level keys:
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -111,18 +112,42 @@ def _existing(client: ProviderClient, key: str, print_: str) -> Response:
         time.sleep(0.05)
 
 
+def _reclaim_abandoned(client_pk: int, key: str, print_: str) -> bool:
+    """A first attempt still "in progress" after ``IDEMPOTENCY_ABANDON_SECONDS`` (default
+    300) died with its process: its changes were never committed (they commit with the
+    stored response), so the same request may take the key over. Returns True if it did."""
+    limit = utcnow() - dt.timedelta(
+        seconds=float(current_app.config.get("IDEMPOTENCY_ABANDON_SECONDS", 300))
+    )
+    result = db.session.execute(
+        sa.delete(IdempotentRequest).where(
+            IdempotentRequest.client_pk == client_pk,
+            IdempotentRequest.key == key,
+            IdempotentRequest.fingerprint == print_,
+            IdempotentRequest.status_code.is_(None),
+            IdempotentRequest.created_at < limit,
+        )
+    )
+    db.session.commit()
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
 def execute(client: ProviderClient, run: Callable[[], tuple[int, Any]]) -> Response:
     """Run ``run`` (which returns status and JSON payload and flushes its changes) at most
     once per (client, key); commit its changes together with the stored response."""
     key = key_of_request()
     print_ = fingerprint()
     client_pk = client.id
-    try:
-        db.session.add(IdempotentRequest(client_pk=client_pk, key=key, fingerprint=print_))
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return _existing(client, key, print_)
+    for attempt in (1, 2):
+        try:
+            db.session.add(IdempotentRequest(client_pk=client_pk, key=key, fingerprint=print_))
+            db.session.commit()
+            break
+        except IntegrityError:
+            db.session.rollback()
+            if attempt == 1 and _reclaim_abandoned(client_pk, key, print_):
+                continue
+            return _existing(client, key, print_)
 
     def finish(status: int, payload: Any) -> None:
         db.session.execute(

@@ -147,6 +147,42 @@ def test_offer_with_idempotency_key_replays_and_refuses_another_body(client, wor
     assert len(events) == 1
 
 
+def test_a_key_abandoned_in_progress_is_taken_over_by_the_same_request(client, world, monkeypatch):
+    """A process died after taking the key, before its work committed. Five minutes on the
+    same request runs; a different request under that key stays refused."""
+    import hashlib
+
+    from models.provider import IdempotentRequest
+
+    monkeypatch.setitem(client.application.config, "IDEMPOTENCY_WAIT_SECONDS", 0.3)
+    token = token_for(client, world.bank.creds)
+    path = f"/api/v1/applications/{world.apps['authorized']}/decision"
+
+    def print_of(body):
+        raw = client.application.json.dumps(body).encode()  # as the test client sends it
+        return hashlib.sha256(b"POST " + path.encode() + b"\n" + raw).hexdigest()
+
+    stale = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=6)
+    fresh = dt.datetime.now(dt.UTC)
+    for key, fingerprint, at in [
+        ("abandoned", print_of(OFFER), stale),
+        ("other-body", print_of({**OFFER, "rate": "5.0"}), stale),
+        ("still-running", print_of(OFFER), fresh),
+    ]:
+        db.session.add(
+            IdempotentRequest(
+                client_pk=world.bank.client_pk, key=key, fingerprint=fingerprint, created_at=at
+            )
+        )
+    db.session.commit()
+    assert post(client, path, token, OFFER, "other-body").status_code == 409
+    assert post(client, path, token, OFFER, "still-running").status_code == 409  # in progress
+    taken = post(client, path, token, OFFER, "abandoned")
+    assert taken.status_code == 200, taken.get_json()
+    assert taken.get_json()["status"] == "offered"
+    assert "Idempotent-Replayed" not in taken.headers
+
+
 def test_post_without_idempotency_key_is_refused(client, world):
     token = token_for(client, world.bank.creds)
     response = client.post(

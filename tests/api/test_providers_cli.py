@@ -71,3 +71,42 @@ def test_disable_and_enable(app, runner):
         assert db.session.scalar(sa.select(ProviderClient.active)) is True
     missing = runner.invoke(args=["providers", "disable", "nobody"])
     assert missing.exit_code != 0 and "No provider client" in missing.output
+
+
+def test_bank_client_cli_issues_credentials_with_the_scopes_asked(app, runner, client, factory):
+    from models import OrgKind
+
+    factory.organization(OrgKind.BANK, "闽江银行")
+    refused = runner.invoke(
+        args=[
+            "bank-clients",
+            "create",
+            "--bank",
+            "不存在银行",
+            "--name",
+            "x",
+            "--scope",
+            "pool:read",
+        ]
+    )
+    assert refused.exit_code != 0 and "No bank named" in refused.output
+    result = runner.invoke(
+        args=["bank-clients", "create", "--bank", "闽江银行", "--name", "信贷系统",
+              "--scope", "profiles:read", "--scope", "applications:write"]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    client_id, secret = created(result.output)
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    token = client.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "profiles:read"},
+        headers={"Authorization": f"Basic {raw}"},
+    )
+    assert token.status_code == 200, token.get_data(as_text=True)
+    escalated = client.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "loans:write"},
+        headers={"Authorization": f"Basic {raw}"},
+    )
+    assert escalated.status_code == 400
+    assert escalated.get_json()["error"] == "invalid_scope"
