@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import click
 from flask import Flask, current_app, redirect, request, session, url_for
+from flask.cli import AppGroup, with_appcontext
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -64,6 +66,19 @@ def init_app(app: Flask) -> None:
     )
     app.config.setdefault("TOTP_RATE_LIMIT", os.environ.get("TOTP_RATE_LIMIT", "10 per minute"))
     app.config.setdefault("HSTS", not relaxed)
+
+    app.cli.add_command(keys_group)
+    from app.services import personal_data
+
+    @app.template_global("legal_rep_masked")
+    def _legal_rep_masked(enterprise: Any) -> Any:
+        return personal_data.masked(enterprise)
+
+    @app.template_global("legal_rep_may_reveal")
+    def _legal_rep_may_reveal(enterprise: Any) -> bool:
+        return bool(
+            current_user.is_authenticated and personal_data.may_reveal(current_user, enterprise)
+        )
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
@@ -117,13 +132,18 @@ def _return_path() -> str:
     return "/"
 
 
-def reauth_required(minutes: int | None = None) -> Callable[[F], F]:
+def reauth_required(
+    minutes: int | None = None, methods: tuple[str, ...] | None = None
+) -> Callable[[F], F]:
     """Ask for the password (and TOTP code when enrolled) again when the last proof is older
-    than ``minutes`` (``REAUTH_MINUTES`` when ``None``), then come back."""
+    than ``minutes`` (``REAUTH_MINUTES`` when ``None``), then come back. ``methods`` limits
+    the check to those HTTP methods (e.g. ``("POST",)`` for a list page with an add form)."""
 
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if methods is not None and request.method not in methods:
+                return view(*args, **kwargs)
             if current_user.is_authenticated and not recently_authenticated(minutes):
                 target = url_for("auth.reauth", next=_return_path())
                 if request.headers.get("HX-Request"):
@@ -136,3 +156,45 @@ def reauth_required(minutes: int | None = None) -> Callable[[F], F]:
         return wrapped  # type: ignore[return-value]
 
     return decorator
+
+
+# ``flask keys ...`` ----------------------------------------------------------------------
+
+keys_group = AppGroup("keys", help="Field-encryption keys (FIELD_KEYS).")
+
+
+@keys_group.command("new")
+@click.option("--kid", default=None, help="Key id (letters, digits, - and _); random if omitted.")
+def keys_new(kid: str | None) -> None:
+    """Print a new key entry to put first in FIELD_KEYS (then run `keys rotate`)."""
+    from app.services.crypto import new_key_spec
+
+    click.echo(new_key_spec(kid))
+
+
+@keys_group.command("rotate")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@with_appcontext
+def keys_rotate(batch_size: int) -> None:
+    """Re-encrypt every encrypted value with the current (first) key. Safe to run again."""
+    from app.services import crypto
+
+    ring = crypto.keyring()
+    for result in crypto.rotate(batch_size):
+        click.echo(f"{result.column}: {result.rewritten} re-encrypted")
+    click.echo(f"All values are under key {ring.current}.")
+
+
+@keys_group.command("status")
+@with_appcontext
+def keys_status() -> None:
+    """How many stored values each key id encrypts; a key with none may leave FIELD_KEYS."""
+    from app.services import crypto
+
+    ring = crypto.keyring()
+    used = crypto.key_ids_in_use()
+    for kid in ring.keys:
+        mark = " (current)" if kid == ring.current else ""
+        click.echo(f"{kid}{mark}: {used.pop(kid, 0)} values")
+    for kid, n in used.items():
+        click.echo(f"{kid} (NOT CONFIGURED): {n} values")
