@@ -236,9 +236,7 @@ def test_invalid_id_number_is_refused_next_to_its_field(client):
 
     response = register(client, legal_rep_id_number="110105194912310021")
     assert response.status_code == 422
-    assert "check character" in field_error(
-        response.get_data(as_text=True), "legal_rep_id_number"
-    )
+    assert "check character" in field_error(response.get_data(as_text=True), "legal_rep_id_number")
 
 
 def test_own_admin_reveals_in_full_and_the_reveal_is_audited(client, app):

@@ -33,7 +33,8 @@ def _enrol(client, app, account) -> tuple[str, list[str]]:
     assert 'src="data:image/svg+xml' in html  # the QR code, rendered on the server
     assert f"otpauth://totp/Xinyidai:{account.email.replace('@', '%40')}" in html
     response = client.post(
-        "/auth/2fa/setup", data={"code": _code(secret), "csrf_token": csrf_token(client, "/auth/reauth")}
+        "/auth/2fa/setup",
+        data={"code": _code(secret), "csrf_token": csrf_token(client, "/auth/reauth")},
     )
     assert response.status_code == 200, response.get_data(as_text=True)[:2000]
     codes = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", response.get_data(as_text=True))
@@ -135,9 +136,7 @@ def test_disable_and_new_recovery_codes_need_a_fresh_confirmation(client, app, f
     )
     assert response.headers["Location"].startswith("/auth/reauth")
     # The confirmation asks for the code as well, since two-factor is on.
-    no_code = client.post(
-        "/auth/reauth", data={"password": TEST_PASSWORD, "csrf_token": token}
-    )
+    no_code = client.post("/auth/reauth", data={"password": TEST_PASSWORD, "csrf_token": token})
     assert no_code.status_code == 401
     confirmed = client.post(
         "/auth/reauth",
@@ -165,7 +164,8 @@ def test_mandatory_enrolment_for_bank_users(client, app, factory, make_app):
     assert "requires two-factor" in page
     secret = _secret(app, bank.user_id)
     browser.post(
-        "/auth/2fa/setup", data={"code": _code(secret), "csrf_token": csrf_token(browser, "/auth/reauth")}
+        "/auth/2fa/setup",
+        data={"code": _code(secret), "csrf_token": csrf_token(browser, "/auth/reauth")},
     )
     assert browser.get("/bank/").status_code == 200
     # Enterprises are not in the list: no enrolment asked.
