@@ -155,6 +155,7 @@ def test_disable_and_new_recovery_codes_need_a_fresh_confirmation(client, app, f
 def test_mandatory_enrolment_for_bank_users(client, app, factory, make_app):
     strict = make_app(REQUIRE_2FA_FOR="bank,office")
     browser = strict.test_client()
+    browser.set_cookie("lang", "en")
     bank = factory.user(OrgKind.BANK)
     sme = factory.enterprise()
     login(browser, bank)
@@ -202,3 +203,19 @@ def test_pending_login_expires(client, app, factory):
     response = client.post("/auth/2fa", data={"code": _code(secret, 1), "csrf_token": token})
     assert response.status_code == 302 and response.headers["Location"] == "/auth/login"
     assert client.get("/bank/").status_code == 302
+
+
+def test_code_attempts_are_rate_limited_per_client(client, app, factory, monkeypatch):
+    account = factory.user(OrgKind.BANK)
+    login(client, account)
+    secret, _ = _enrol(client, app, account)
+    _logout(client)
+    _password_step(client, account)
+    monkeypatch.setitem(app.config, "TOTP_RATE_LIMIT", "2 per minute")
+    bad = "000000" if _code(secret) != "000000" else "111111"
+    token = csrf_token(client, "/auth/2fa")
+    statuses = [
+        client.post("/auth/2fa", data={"code": bad, "csrf_token": token}).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [401, 401, 429]
