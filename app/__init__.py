@@ -39,6 +39,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(load_config(Path(app.instance_path), environ))
     if config:
         app.config.update(config)
+    from app import security
+
+    security.init_app(app)
     proxies = int(app.config.get("PROXY_COUNT") or 0)
     if proxies:
         # Behind nginx or a load balancer: take the client address and scheme from the

@@ -57,7 +57,7 @@ from models.profile import CreditProfile
 from models.provider import IdempotentRequest, ProviderClient, ProviderToken, UsedAssertion
 from models.records import RECORD_MODELS
 from models.target import KpiTarget
-from models.user import Role, User, UserSession
+from models.user import RecoveryCode, Role, User, UserSession
 
 __all__ = [
     "OPEN_STATUSES",
@@ -112,6 +112,7 @@ __all__ = [
     "ProviderClient",
     "ProviderToken",
     "Purpose",
+    "RecoveryCode",
     "RejectedRow",
     "RepairStatus",
     "RepaymentMethod",

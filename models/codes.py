@@ -149,3 +149,33 @@ def normalize_industry_code(raw: str) -> str:
             )
         )
     return canonical
+
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def id_number_check_digit(first17: str) -> str:
+    """GB 11643-1999 check character of a resident identity card number."""
+    total = sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True))
+    return "10X98765432"[total % 11]
+
+
+def normalize_id_number(raw: str) -> str:
+    """A resident identity card number (居民身份证号, GB 11643-1999): 17 digits and a check
+    character (a digit or X)."""
+    code = _clean(raw)
+    if not re.fullmatch(r"\d{17}[\dX]", code):
+        raise CodeError(_l("An ID card number has 17 digits and a last digit or X."))
+    if code[17] != id_number_check_digit(code[:17]):
+        raise CodeError(_l("The check character (last) does not match: please check the number."))
+    return code
+
+
+def normalize_mobile(raw: str) -> str:
+    """A mainland mobile number: 11 digits starting with 1 (a +86 prefix is dropped)."""
+    code = _clean(raw).replace("-", "")
+    if code.startswith("+86"):
+        code = code[3:]
+    if not re.fullmatch(r"1[3-9]\d{9}", code):
+        raise CodeError(_l("A mobile number has 11 digits and starts with 13 to 19."))
+    return code

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from models.base import Base, utcnow, value_enum
 from models.codes import normalize_industry_code, normalize_region_code, normalize_uscc
+from models.encryption import EncryptedText
 from models.organization import Organization
 
 
@@ -31,6 +32,12 @@ class Enterprise(Base):
     uscc: Mapped[str] = mapped_column(sa.String(18), unique=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     legal_representative: Mapped[str] = mapped_column(sa.String(100))
+    # Personal data of the legal representative, optional, stored encrypted (AES-GCM, see
+    # app.services.crypto) and shown masked except to the enterprise's admin on request.
+    legal_rep_id_number: Mapped[str | None] = mapped_column(
+        EncryptedText("enterprise.legal_rep_id_number")
+    )
+    legal_rep_phone: Mapped[str | None] = mapped_column(EncryptedText("enterprise.legal_rep_phone"))
     founded_on: Mapped[dt.date]
     region_code: Mapped[str] = mapped_column(sa.String(6), index=True)
     industry_code: Mapped[str] = mapped_column(sa.String(3), index=True)

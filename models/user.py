@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow, value_enum
+from models.encryption import EncryptedText
 from models.organization import Organization, OrgKind
 
 
@@ -37,9 +38,18 @@ class User(Base):
     # until ``locked_until`` (see app.services.accounts.authenticate).
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[dt.datetime | None]
+    # TOTP two-factor (RFC 6238): the secret is stored encrypted; it is in use once
+    # ``totp_enabled_at`` is set (before that an enrolment is pending). The last accepted
+    # time step is kept so a code is never accepted twice.
+    totp_secret: Mapped[str | None] = mapped_column(EncryptedText("user_account.totp_secret"))
+    totp_enabled_at: Mapped[dt.datetime | None]
+    totp_last_counter: Mapped[int | None] = mapped_column(sa.BigInteger)
 
     organization: Mapped[Organization] = relationship(back_populates="users", lazy="joined")
     sessions: Mapped[list[UserSession]] = relationship(back_populates="user")
+    recovery_codes: Mapped[list[RecoveryCode]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
 
     __allow_unmapped__ = True  # for ``session_token`` below, a plain instance attribute
 
@@ -47,6 +57,10 @@ class User(Base):
     # loaded through. Flask-Login stores it in the cookie instead of the user id, so a
     # revoked session is refused on its very next request.
     session_token: str | None = None
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_enabled_at is not None and self.totp_secret is not None
 
     @property
     def org_kind(self) -> OrgKind:
@@ -88,3 +102,19 @@ class UserSession(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.String(300))
 
     user: Mapped[User] = relationship(back_populates="sessions")
+
+
+class RecoveryCode(Base):
+    """A single-use two-factor recovery code; only its SHA-256 is stored."""
+
+    __tablename__ = "user_recovery_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="recovery_codes")

@@ -31,7 +31,9 @@ from wtforms.validators import (
 from app.services.accounts import password_problem
 from models.codes import (
     CodeError,
+    normalize_id_number,
     normalize_industry_code,
+    normalize_mobile,
     normalize_region_code,
     normalize_uscc,
 )
@@ -72,6 +74,16 @@ class RegistrationForm(FlaskForm):
     name = StringField(_l("Enterprise name"), validators=[DataRequired(), Length(max=200)])
     legal_representative = StringField(
         _l("Legal representative"), validators=[DataRequired(), Length(max=100)]
+    )
+    legal_rep_id_number = StringField(
+        _l("Legal representative's ID card number"),
+        validators=[Optional(), _normalizing(normalize_id_number)],
+        description=_l("Optional. 18 characters; stored encrypted and shown masked."),
+    )
+    legal_rep_phone = StringField(
+        _l("Legal representative's mobile phone"),
+        validators=[Optional(), _normalizing(normalize_mobile)],
+        description=_l("Optional. 11 digits; stored encrypted and shown masked."),
     )
     founded_on = DateField(_l("Founded on"), validators=[DataRequired()])
     region_code = StringField(
@@ -153,4 +165,29 @@ class PasswordChangeForm(FlaskForm):
     confirm = PasswordField(
         _l("Repeat new password"),
         validators=[DataRequired(), EqualTo("password", message=_l("The passwords differ."))],
+    )
+
+
+class TwoFactorForm(FlaskForm):
+    code = StringField(
+        _l("Code"),
+        validators=[DataRequired(), Length(max=20)],
+        description=_l("The 6-digit code from your authenticator app, or a recovery code."),
+    )
+
+
+class EnrolForm(FlaskForm):
+    code = StringField(
+        _l("Code from your app"),
+        validators=[DataRequired(), Length(max=10)],
+        description=_l("After adding the account, enter the 6-digit code it shows."),
+    )
+
+
+class ReauthForm(FlaskForm):
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=128)])
+    code = StringField(
+        _l("Two-factor code"),
+        validators=[Optional(), Length(max=20)],
+        description=_l("The 6-digit code from your authenticator app, or a recovery code."),
     )

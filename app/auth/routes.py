@@ -21,7 +21,9 @@ from app.auth import bp
 from app.auth.access import landing_endpoint
 from app.auth.forms import LoginForm, PasswordChangeForm, RegistrationForm
 from app.auth.redirects import safe_next
+from app.auth.two_factor_routes import start_second_factor
 from app.extensions import db, limiter
+from app.security import mark_authenticated, reauth_required
 from app.services import accounts
 from models.codes import CodeError, normalize_uscc
 
@@ -35,6 +37,7 @@ def _begin_session(user: Any) -> None:
     session.clear()
     accounts.start_session(user, request.remote_addr, request.headers.get("User-Agent"))
     login_user(user)
+    mark_authenticated()
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -51,9 +54,13 @@ def login() -> Any:
             db.session.commit()  # keep the failure count
             error = exc.message
         else:
+            target = safe_next(request.args.get("next"))
+            if user.two_factor_enabled:
+                # The password was right; the session starts only after the second factor.
+                db.session.commit()
+                return start_second_factor(user, target)
             _begin_session(user)
             db.session.commit()
-            target = safe_next(request.args.get("next"))
             return redirect(target or url_for(landing_endpoint(user.org_kind)))
     status = 401 if error else 200
     return render_template("auth/login.html", form=form, error=error), status
@@ -90,6 +97,8 @@ def register() -> Any:
             user_name=form.user_name.data,
             email=form.email.data,
             password=form.password.data,
+            legal_rep_id_number=form.legal_rep_id_number.data or None,
+            legal_rep_phone=form.legal_rep_phone.data or None,
         )
         try:
             user = accounts.register_enterprise(registration)
@@ -129,6 +138,7 @@ def check_uscc() -> Any:
 
 @bp.route("/password", methods=["GET", "POST"])
 @login_required
+@reauth_required()
 def change_password() -> Any:
     form = PasswordChangeForm()
     if form.validate_on_submit():

@@ -12,8 +12,9 @@ from werkzeug.wrappers import Response
 from app.bank import bp
 from app.extensions import db
 from app.forms import ConfirmForm
-from app.services import needs, products
+from app.services import authorization, needs, products
 from app.services.accounts import AccountError, PermissionRefused
+from app.services.authorization import Action
 from models import FinancingNeed
 
 
@@ -32,7 +33,14 @@ def need_take(need_id: int) -> Response:
     need = db.session.get(FinancingNeed, need_id)
     product_id = request.form.get("product_id", "")
     product = products.get_own(current_user, int(product_id)) if product_id.isdigit() else None
-    if need is None:
+    if (
+        need is None
+        or not authorization.decide(
+            current_user.organization, Action.VIEW_PROFILE, need.enterprise
+        ).allowed
+    ):
+        # Not shared with this bank: the same 404 as a need that does not exist, before any
+        # other check whose message would tell the two apart.
         abort(404)
     if product is None:
         flash(_("Choose one of your published products."), "error")

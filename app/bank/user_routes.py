@@ -16,6 +16,7 @@ from app.bank import bp
 from app.extensions import db
 from app.forms import ConfirmForm
 from app.office.forms import NewUserForm, RoleForm
+from app.security import reauth_required
 from app.services import accounts, organizations
 from models import Role, User
 
@@ -47,6 +48,7 @@ def _own_user(user_id: int) -> User:
 
 @bp.route("/users", methods=["GET", "POST"])
 @role_required(Role.ADMIN)
+@reauth_required(methods=("POST",))
 def user_list() -> Any:
     form = NewUserForm()
     if not form.validate_on_submit():
@@ -69,6 +71,7 @@ def user_list() -> Any:
 
 @bp.post("/users/<int:user_id>/active/<int:active>")
 @role_required(Role.ADMIN)
+@reauth_required()
 def user_set_active(user_id: int, active: int) -> Any:
     if not ConfirmForm().validate_on_submit():
         abort(400)
@@ -91,6 +94,7 @@ def user_set_active(user_id: int, active: int) -> Any:
 
 @bp.post("/users/<int:user_id>/role")
 @role_required(Role.ADMIN)
+@reauth_required()
 def user_role(user_id: int) -> Any:
     form = RoleForm()
     if not form.validate_on_submit():
@@ -109,6 +113,7 @@ def user_role(user_id: int) -> Any:
 
 @bp.post("/users/<int:user_id>/reset-password")
 @role_required(Role.ADMIN)
+@reauth_required()
 def user_reset(user_id: int) -> Any:
     if not ConfirmForm().validate_on_submit():
         abort(400)

@@ -8,6 +8,7 @@ restrict_blueprint(bp, OrgKind.ENTERPRISE)
 
 from app.enterprise import (  # noqa: E402, F401
     application_routes,
+    contact_routes,
     match_routes,
     need_routes,
     objection_routes,

@@ -15,6 +15,7 @@ from flask_login import current_user
 from app.extensions import db
 from app.forms import ConfirmForm
 from app.office import bp
+from app.security import reauth_required
 from app.services import applications, audit, dashboard, exports
 from app.services.accounts import AccountError, PermissionRefused
 from models import OrgKind
@@ -216,6 +217,7 @@ def dashboard_applications() -> Any:
 
 
 @bp.post("/dashboard/targets")
+@reauth_required()
 def dashboard_targets() -> Any:
     if not ConfirmForm().validate_on_submit():
         abort(400)

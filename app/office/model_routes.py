@@ -16,6 +16,7 @@ from app.auth.access import role_required
 from app.extensions import db
 from app.forms import ConfirmForm
 from app.office import bp
+from app.security import reauth_required
 from app.services import model_monitoring, model_registry
 from app.services.accounts import PermissionRefused
 from app.services.model_registry import RegistryError
@@ -94,12 +95,14 @@ def _change(version_id: int, action: str) -> Any:
 
 @bp.post("/models/<int:version_id>/approve")
 @role_required(Role.ADMIN)
+@reauth_required()
 def model_approve(version_id: int) -> Any:
     return _change(version_id, "approve")
 
 
 @bp.post("/models/<int:version_id>/retire")
 @role_required(Role.ADMIN)
+@reauth_required()
 def model_retire(version_id: int) -> Any:
     return _change(version_id, "retire")
 

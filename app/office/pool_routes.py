@@ -27,6 +27,7 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from app.forms import ConfirmForm, MultiCheckboxField, show_error
 from app.office import bp
+from app.security import reauth_required
 from app.services import pool as pool_service
 from app.services.accounts import AccountError
 from app.services.pool_simulation import simulate_pool
@@ -197,6 +198,7 @@ def pool_home() -> Any:
 
 
 @bp.route("/pool/settings", methods=["GET", "POST"])
+@reauth_required(methods=("POST",))
 def pool_settings() -> Any:
     pool = pool_service.latest_pool()
     form = PoolSettingsForm()
@@ -237,6 +239,7 @@ def pool_settings() -> Any:
 
 
 @bp.post("/pool/deposit")
+@reauth_required()
 def pool_deposit() -> Any:
     pool = _pool_or_404()
     if not _can_act():

@@ -21,6 +21,7 @@ from app.auth.access import role_required
 from app.extensions import db
 from app.forms import ConfirmForm
 from app.office import bp
+from app.security import reauth_required
 from app.services.accounts import AccountError
 from models import Role
 from models.provider import INGEST_SCOPE_PREFIX, PROVIDER_SOURCES, ProviderClient
@@ -52,6 +53,7 @@ def provider_list() -> Any:
 
 @bp.post("/providers")
 @role_required(Role.ADMIN)
+@reauth_required()
 def provider_create() -> Any:
     form = NewProviderForm()
     if not form.validate_on_submit():
@@ -78,6 +80,7 @@ def _client(client_pk: int) -> ProviderClient:
 
 @bp.post("/providers/<int:client_pk>/rotate")
 @role_required(Role.ADMIN)
+@reauth_required()
 def provider_rotate(client_pk: int) -> Any:
     issued = clients.rotate_secret(current_user, _client(client_pk))
     db.session.commit()
@@ -86,6 +89,7 @@ def provider_rotate(client_pk: int) -> Any:
 
 @bp.post("/providers/<int:client_pk>/active/<int:active>")
 @role_required(Role.ADMIN)
+@reauth_required()
 def provider_set_active(client_pk: int, active: int) -> Any:
     client = _client(client_pk)
     clients.set_active(current_user, client, bool(active))

@@ -13,6 +13,7 @@ from app.extensions import db
 from app.forms import ConfirmForm
 from app.office import bp
 from app.office.forms import NewBankForm, NewUserForm, RoleForm
+from app.security import reauth_required
 from app.services import accounts, organizations
 from models import Organization, OrgKind, Role, User
 
@@ -23,6 +24,7 @@ def home() -> Any:
 
 
 @bp.route("/banks", methods=["GET", "POST"])
+@reauth_required(methods=("POST",))
 def banks() -> Any:
     form = NewBankForm()
     created = None
@@ -51,6 +53,7 @@ def banks() -> Any:
 
 
 @bp.route("/organizations/<int:org_id>/users", methods=["GET", "POST"])
+@reauth_required(methods=("POST",))
 def org_users(org_id: int) -> Any:
     org = organizations.organization(org_id)
     if org is None:
@@ -92,6 +95,7 @@ def render_org_users(org: Organization, form: NewUserForm, created: Any = None) 
 
 @bp.post("/users/<int:user_id>/active/<int:active>")
 @role_required(Role.ADMIN)
+@reauth_required()
 def set_active(user_id: int, active: int) -> Any:
     if not ConfirmForm().validate_on_submit():
         abort(400)

@@ -16,6 +16,7 @@ from app.extensions import db
 from app.forms import ConfirmForm
 from app.office import bp
 from app.office.forms import NewUserForm, RoleForm
+from app.security import reauth_required
 from app.services import accounts
 from models import Role, User
 
@@ -41,6 +42,7 @@ def team() -> Any:
 
 @bp.post("/users/<int:user_id>/role")
 @role_required(Role.ADMIN)
+@reauth_required()
 def user_role(user_id: int) -> Any:
     form = RoleForm()
     if not form.validate_on_submit():
@@ -57,6 +59,7 @@ def user_role(user_id: int) -> Any:
 
 @bp.post("/users/<int:user_id>/reset-password")
 @role_required(Role.ADMIN)
+@reauth_required()
 def user_reset(user_id: int) -> Any:
     from app.office.routes import render_org_users
 

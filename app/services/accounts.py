@@ -197,6 +197,8 @@ class EnterpriseRegistration:
     user_name: str
     email: str
     password: str
+    legal_rep_id_number: str | None = None  # stored encrypted
+    legal_rep_phone: str | None = None  # stored encrypted
 
 
 def register_enterprise(reg: EnterpriseRegistration) -> User:
@@ -205,9 +207,11 @@ def register_enterprise(reg: EnterpriseRegistration) -> User:
     Raises :class:`AccountError` naming the field when the USCC or e-mail is already
     registered, or a value is invalid; nothing is written then.
     """
-    from models.codes import normalize_uscc
+    from models.codes import normalize_id_number, normalize_mobile, normalize_uscc
 
     uscc = normalize_uscc(reg.uscc)
+    id_number = normalize_id_number(reg.legal_rep_id_number) if reg.legal_rep_id_number else None
+    phone = normalize_mobile(reg.legal_rep_phone) if reg.legal_rep_phone else None
     if db.session.scalar(sa.select(Enterprise.id).where(Enterprise.uscc == uscc)):
         raise AccountError(
             _l("This unified social credit code is already registered."), field="uscc"
@@ -226,6 +230,8 @@ def register_enterprise(reg: EnterpriseRegistration) -> User:
         uscc=uscc,
         name=reg.name.strip(),
         legal_representative=reg.legal_representative.strip(),
+        legal_rep_id_number=id_number,
+        legal_rep_phone=phone,
         founded_on=reg.founded_on,
         region_code=reg.region_code,
         industry_code=reg.industry_code,
@@ -339,6 +345,23 @@ def set_password(user: User, new_password: str) -> None:
     user.password_hash = hash_password(new_password)
     user.failed_logins = 0
     user.locked_until = None
+    db.session.flush()
+
+
+def confirm_password(user: User, password: str, now: dt.datetime | None = None) -> None:
+    """Re-authentication: raises :class:`AccountError` unless ``password`` is the user's;
+    a wrong one counts as a failed login (lockout applies; the caller commits either way)."""
+    now = now or utcnow()
+    if user.locked_until is not None and user.locked_until > now:
+        raise AccountError(_l("Too many failed attempts. Try again later."), field="password")
+    if not _verify(user.password_hash, password):
+        user.failed_logins += 1
+        if user.failed_logins >= current_app.config["LOGIN_MAX_FAILURES"]:
+            user.locked_until = now + dt.timedelta(minutes=current_app.config["LOGIN_LOCK_MINUTES"])
+            user.failed_logins = 0
+        db.session.flush()
+        raise AccountError(_l("The password is not correct."), field="password")
+    user.failed_logins = 0
     db.session.flush()
 
 

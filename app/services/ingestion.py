@@ -603,9 +603,10 @@ class _Ingestion:
         size = 20_000 if self.postgres else 900
         found: dict[tuple[str, ...], tuple[int, str]] = {}
         columns = ", ".join(f'r."{k}"' for k in (*self.key_columns, "version", "content_hash"))
-        # Identifiers come from the models, never from input; the USCCs are a bound array.
+        # Identifiers come from the models, never from input; the USCCs are a bound array
+        # (hence the noqa/nosec for string-built SQL below).
         lateral = sa.text(
-            f"SELECT t.* FROM unnest(CAST(:usccs AS varchar[])) AS u(uscc) "  # noqa: S608
+            f"SELECT t.* FROM unnest(CAST(:usccs AS varchar[])) AS u(uscc) "  # noqa: S608  # nosec B608
             f'CROSS JOIN LATERAL (SELECT {columns} FROM "{self.model.__tablename__}" AS r '
             f"WHERE r.uscc = u.uscc OFFSET 0) AS t"
         )
