@@ -422,12 +422,7 @@ def _application_out(app: LoanApplication) -> ApplicationOut:
 
 def _application(application_id: int) -> LoanApplication:
     app = db.session.get(LoanApplication, application_id)
-    if (
-        app is None
-        or app.bank_org_id != _bank().id
-        or app.status is ApplicationStatus.DRAFT
-        or not _may_see(app.enterprise)
-    ):
+    if app is None or not applications.visible_to_bank(app, _bank().id):
         raise not_found()
     return app
 
@@ -437,11 +432,9 @@ def _application(application_id: int) -> LoanApplication:
     scope="applications:write", query=ApplicationQuery, response=ApplicationList,
 )  # fmt: skip
 def application_list(query: ApplicationQuery) -> ApplicationList:
-    """Applications to this bank from enterprises that share with it now, soonest deadline
-    first; filter by ``status``."""
-    actor = _actor()
-    visible = set(authorization.shared_with_bank(actor.organization))
-    items = [a for a in applications.for_bank(actor) if a.enterprise_id in visible]
+    """Applications to this bank that it may see now — from enterprises that share with it,
+    or already accepted (its contracts) — soonest deadline first; filter by ``status``."""
+    items = applications.for_bank(_actor())
     if query.status is not None:
         items = [a for a in items if a.status.value == query.status.value]
     window, page = _page(query, len(items))
@@ -453,7 +446,8 @@ def application_list(query: ApplicationQuery) -> ApplicationList:
     tag="applications", scope="applications:write", response=ApplicationOut,
 )  # fmt: skip
 def application_detail(application_id: int) -> ApplicationOut:
-    """An application addressed to this bank, while the enterprise shares with it."""
+    """An application addressed to this bank, while the enterprise shares with it (or once
+    it accepted an offer)."""
     return _application_out(_application(application_id))
 
 
@@ -520,9 +514,7 @@ def _own_loan(loan_id: int) -> Loan:
 )  # fmt: skip
 def application_disburse(application_id: int, body: DisbursementIn) -> LoanOut:
     """The accepted offer becomes a loan (covered by the pool where the pool allows)."""
-    app = db.session.get(LoanApplication, application_id)
-    if app is None or app.bank_org_id != _bank().id or app.status is ApplicationStatus.DRAFT:
-        raise not_found()
+    app = _application(application_id)
     try:
         loan = loans.disburse(_actor(), app, body.disbursed_on)
     except AccountError as exc:

@@ -20,12 +20,9 @@ from models import Loan, LoanApplication
 
 
 def _addressed_to_me(application_id: int) -> LoanApplication:
+    """An application this bank may see now; anything else is the same 404 as a missing id."""
     app = db.session.get(LoanApplication, application_id)
-    if (
-        app is None
-        or app.bank_org_id != current_user.organization_id
-        or app.status.value == "draft"
-    ):
+    if app is None or not applications.visible_to_bank(app, current_user.organization_id):
         abort(404)
     return app
 

@@ -386,10 +386,28 @@ def for_enterprise(actor: User) -> list[LoanApplication]:
     )
 
 
-def for_bank(actor: User) -> list[LoanApplication]:
-    """Applications addressed to the actor's bank (drafts are the enterprise's own)."""
+# Once the enterprise has accepted an offer the application is the bank's contract: the bank
+# keeps it (to disburse, and as the record of the loan) whatever happens to the sharing grant.
+CONTRACT_STATUSES = (S.ACCEPTED, S.DISBURSED)
+
+
+def visible_to_bank(app: LoanApplication, bank_org_id: int, now: dt.datetime | None = None) -> bool:
+    """May this bank see the application now? Addressed to it, sent (not a draft), and
+    either a contract already or shared with the bank by a live grant (:func:`decide`)."""
+    if app.bank_org_id != bank_org_id or app.status is S.DRAFT:
+        return False
+    if app.status in CONTRACT_STATUSES:
+        return True
+    bank = app.product.bank
+    return authorization.decide(bank, Action.VIEW_PROFILE, app.enterprise, now=now).allowed
+
+
+def for_bank(actor: User, now: dt.datetime | None = None) -> list[LoanApplication]:
+    """Applications addressed to the actor's bank that it may see now (see
+    :func:`visible_to_bank`; drafts are the enterprise's own)."""
     if actor.org_kind is not OrgKind.BANK:
         raise PermissionRefused(_l("Only banks receive applications."))
+    shared = authorization.shared_with_bank(actor.organization, now)
     return list(
         db.session.scalars(
             sa.select(LoanApplication)
@@ -397,6 +415,10 @@ def for_bank(actor: User) -> list[LoanApplication]:
             .where(
                 LoanApplication.bank_org_id == actor.organization_id,
                 LoanApplication.status != S.DRAFT,
+                sa.or_(
+                    LoanApplication.status.in_(CONTRACT_STATUSES),
+                    LoanApplication.enterprise_id.in_(shared),
+                ),
             )
             .order_by(
                 LoanApplication.respond_by.is_(None), LoanApplication.respond_by, LoanApplication.id

@@ -202,3 +202,31 @@ def test_deadline_counts_working_days_across_the_spring_festival(world):
     assert [a.id for a in applications.overdue(now=app.respond_by + dt.timedelta(days=1))] == [
         app.id
     ]
+
+
+def test_a_bank_sees_an_application_only_while_shared_or_once_accepted(world):
+    """Revoking the sharing grant hides an open application from the bank (pages, lists and
+    API alike); an accepted offer is the bank's contract and stays."""
+    sme, bank, _other, _product = world
+    open_app = submitted(world)
+    grant = db.session.get(Authorization, open_app.sharing_authorization_id)
+    assert applications.visible_to_bank(open_app, bank.organization_id)
+    assert applications.for_bank(bank) == [open_app]
+    from app.services import authorization
+
+    authorization.revoke(sme, grant)
+    assert not applications.visible_to_bank(open_app, bank.organization_id)
+    assert applications.for_bank(bank) == []
+
+    # A second application, shared again, accepted, then the grant revoked: it stays.
+    applications.withdraw(sme, open_app)
+    second = submitted(world)
+    applications.make_offer(
+        bank, second, amount=Decimal("300000"), rate=Decimal("4"), term_months=12,
+        fee=Decimal(0), valid_until=dt.date.today() + dt.timedelta(days=5),
+    )  # fmt: skip
+    applications.accept(sme, second)
+    authorization.revoke(sme, db.session.get(Authorization, second.sharing_authorization_id))
+    assert applications.visible_to_bank(second, bank.organization_id)
+    assert applications.for_bank(bank) == [second]
+    assert not applications.visible_to_bank(second, _other.organization_id)
