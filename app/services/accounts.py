@@ -268,6 +268,24 @@ def _require_user_manager(actor: User | None, user: User) -> None:
         raise PermissionRefused(_l("You may not manage this organization's users."))
     if actor is not None and actor.id == user.id:
         raise PermissionRefused(_l("You cannot change your own account here."))
+    if is_service_user(user):
+        raise PermissionRefused(
+            _l("This is an API client's service account: manage the client, not the user.")
+        )
+
+
+def is_service_user(user: User) -> bool:
+    """The non-login user an API client acts through (it must never be enabled by hand)."""
+    from models.provider import ProviderClient
+
+    return (
+        db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(ProviderClient)
+            .where(ProviderClient.service_user_id == user.id)
+        )
+        or 0
+    ) > 0
 
 
 def set_user_active(actor: User | None, user: User, active: bool) -> None:

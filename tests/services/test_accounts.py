@@ -60,3 +60,23 @@ def test_disabled_organization_cannot_log_in(app_ctx):
     db.session.get(Organization, bank.id).is_active = False
     with pytest.raises(accounts.LoginRefused, match="disabled"):
         accounts.authenticate("f@bank.example.com", "long enough pass 1")
+
+
+def test_an_api_clients_service_user_cannot_be_enabled_or_reset_by_hand(app_ctx, factory):
+    from app.api import clients
+    from app.services import accounts as accounts_service
+    from app.services.accounts import PermissionRefused
+    from models import Organization, OrgKind, User
+
+    admin = db.session.get(User, factory.user(OrgKind.BANK).user_id)
+    bank = db.session.get(Organization, admin.organization_id)
+    issued = clients.create_bank_client(admin, bank, "信贷系统", ["profiles:read"])
+    service_user = issued.client.service_user
+    assert service_user is not None and not service_user.is_active
+    for change in (
+        lambda: accounts_service.set_user_active(admin, service_user, True),
+        lambda: accounts_service.reset_password(admin, service_user),
+    ):
+        with pytest.raises(PermissionRefused):
+            change()
+    assert not service_user.is_active
