@@ -140,3 +140,30 @@ def test_only_office_admins_manage_providers(client: FlaskClient, login_as) -> N
         data={"name": "x", "source": "tax", "csrf_token": csrf_token(client, "/office/providers")},
     )
     assert response.status_code == 403
+
+
+def test_office_registers_a_banks_loan_system_with_scopes(
+    app: Flask, client: FlaskClient, login_as, factory
+) -> None:
+    bank_id = factory.organization(OrgKind.BANK, "闽江银行")
+    login_as(OrgKind.OFFICE)
+    token = csrf_token(client, "/office/providers")
+    form = {"csrf_token": token, "client_name": "信贷系统", "bank": str(bank_id)}
+    bad = client.post("/office/providers/banks", data={**form, "scopes": ["profiles:read"],
+                                                        "jwk": "{not json"})  # fmt: skip
+    assert bad.status_code == 422 and "This is not JSON." in bad.get_data(as_text=True)
+    none = client.post("/office/providers/banks", data=form)
+    assert none.status_code == 422  # no scope chosen
+    created = client.post(
+        "/office/providers/banks", data={**form, "scopes": ["profiles:read", "pool:read"]}
+    )
+    assert created.status_code == 200
+    client_id, secret = _issued(created.get_data(as_text=True))
+    with app.app_context():
+        stored = db.session.scalar(
+            sa.select(ProviderClient).where(ProviderClient.client_id == client_id)
+        )
+        assert stored.organization_id == bank_id
+        assert sorted(stored.scope_list) == ["pool:read", "profiles:read"]
+    assert _token(client, client_id, secret) == 200
+    assert "闽江银行" in client.get("/office/providers").get_data(as_text=True)
