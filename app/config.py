@@ -86,6 +86,9 @@ def load_config(instance_path: Path, environ: Mapping[str, str] | None = None) -
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "1") != "0",
         "REDIS_URL": redis_url,
+        # Background jobs (app/jobs.py): eager | thread (embedded default) | celery.
+        "JOBS_BACKEND": env.get("JOBS_BACKEND", "thread"),
+        "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
         "PROXY_COUNT": int(env.get("XINYIDAI_PROXY_COUNT", "0")),
         "BABEL_DEFAULT_LOCALE": "zh",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",

@@ -21,7 +21,7 @@ from models.authorization import (
 from models.base import Base, db, utcnow
 from models.enterprise import Enterprise, SizeClass
 from models.ingestion import IngestionBatch, RejectedRow
-from models.job import Job, JobStatus
+from models.job import ChunkStatus, Job, JobChunk, JobStatus
 from models.loan import Loan, LoanEvent, LoanEventKind, LoanStatus
 from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.need import FinancingNeed, NeedStatus
@@ -69,6 +69,7 @@ __all__ = [
     "AuthorizationKind",
     "AuthorizationStatus",
     "Base",
+    "ChunkStatus",
     "ClaimStatus",
     "CoverageStatus",
     "CreditProfile",
@@ -78,6 +79,7 @@ __all__ = [
     "FinancingNeed",
     "IngestionBatch",
     "Job",
+    "JobChunk",
     "JobStatus",
     "KpiTarget",
     "Loan",
