@@ -87,6 +87,8 @@ BODY_MODULES = {
     "collection": "app.services.collection",
     "profiles.recompute": "app.services.profiles",
     "models.rescore": "app.services.model_monitoring",
+    "ingestion.bulk": "app.services.bulk_jobs",
+    "matching.batch": "app.services.bulk_jobs",
 }
 BACKENDS = ("eager", "thread", "celery")
 _PENDING = "xinyidai_pending_jobs"
@@ -399,8 +401,9 @@ def _plan(job: Job, chunked: ChunkedKind) -> list[int]:
                     for index, (payload, size) in enumerate(planned)
                 ],
             )  # fmt: skip
-        job.steps_total = sum(int(size) for _, size in planned)
-        job.steps_done = 0
+        total = sum(int(size) for _, size in planned)
+        if total:  # chunks of size 0: the work reports its own progress (collection)
+            job.steps_total, job.steps_done = total, 0
     db.session.commit()
     if not existing and not planned:
         _complete_if_done(job.id)
@@ -587,7 +590,6 @@ def _complete_if_done(job_id: int) -> bool:
         for key, value in counts.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 totals[key] = totals.get(key, 0) + value
-    totals["chunks"] = len(results)
     job.result = totals
     chunked = _chunked_kind(job.kind)
     if chunked is not None and chunked.finish is not None:

@@ -65,7 +65,7 @@ def test_a_chunked_job_records_its_chunks_and_finishes_each_once(app_ctx: Flask)
     job = fetch(job_id)
     assert job.status is JobStatus.SUCCEEDED, job.message
     assert (job.steps_done, job.steps_total) == (10, 10)
-    assert job.result == {"items": 10, "chunks": 3}
+    assert job.result == {"items": 10}
     assert sorted(done_items) == list(range(10))
     chunks = chunks_of(job_id)
     assert [(c.index, c.size, c.status, c.attempts) for c in chunks] == [
@@ -170,3 +170,16 @@ def test_the_reaper_resends_a_job_whose_message_was_lost(app: Flask, app_ctx: Fl
     assert jobs.reap(app, later).jobs_resent == [lost.id]
     assert fetch(lost.id).status is JobStatus.SUCCEEDED
     assert sorted(done_items) == [0, 1, 2]
+
+
+def test_flask_jobs_reap_resends_what_was_lost(app: Flask, app_ctx: Flask, runner) -> None:
+    lost = Job(kind="test-numbers", status=JobStatus.QUEUED, params={"n": 2, "size": 1})
+    db.session.add(lost)
+    db.session.flush()
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    db.session.execute(sa.update(Job).where(Job.id == lost.id).values(created_at=long_ago))
+    db.session.commit()
+    result = runner.invoke(args=["jobs", "reap"])
+    assert result.exit_code == 0, result.output
+    assert "resent 0 chunk(s) and 1 job(s)" in result.output
+    assert fetch(lost.id).status is JobStatus.SUCCEEDED
