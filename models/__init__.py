@@ -4,6 +4,7 @@ Importing this package registers every table on ``Base.metadata`` (Alembic's aut
 and ``db.create_all`` rely on it).
 """
 
+from models import indexes as _indexes  # noqa: F401  (list indexes, issue 8)
 from models.application import (
     OPEN_STATUSES,
     ApplicationEvent,
