@@ -341,8 +341,11 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="*", default=None, help="ingest features scoring matching pages pipeline"
     )
+    parser.add_argument("--pipeline-enterprises", type=int, default=None)
     args = parser.parse_args()
-    size = SIZES[args.mode or "quick"]
+    size = dict(SIZES[args.mode or "quick"])
+    if args.pipeline_enterprises:
+        size["pipeline_enterprises"] = args.pipeline_enterprises
     steps: dict[str, Callable[[dict[str, Any]], None]] = {
         "ingest": ingest,
         "features": features,
@@ -350,7 +353,7 @@ def main() -> None:
         "matching": matching,
         "pages": pages,
     }
-    if args.mode == "full":
+    if args.mode == "full" or (args.only and "pipeline" in args.only):
         steps["pipeline"] = pipeline
     for name, step in steps.items():
         if args.only is None or name in args.only:
