@@ -18,6 +18,7 @@ schema). Prints one JSON line: total seconds and each step's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -149,7 +150,7 @@ def main() -> None:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                         start_new_session=True,
-                    )  # fmt: skip
+                    )
                 )
             t1 = time.perf_counter()
             job = bulk_jobs.start_bulk_ingestion(
@@ -179,15 +180,13 @@ def main() -> None:
                     "steps": {k: round(v, 2) for k, v in steps.items()},
                     "match": result,
                 }
-            ),  # fmt: skip
+            ),
             flush=True,
         )
     finally:
         for proc in reversed(procs[1:]):  # the workers (each its own process group)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             proc.wait(timeout=60)
         procs[0].terminate()  # redis
         procs[0].wait(timeout=30)
