@@ -516,7 +516,7 @@ def _run_chunk(app: Flask, chunk_id: int, worker: str) -> tuple[bool, bool]:
         db.session.commit()
         return False, False
     chunked = _chunked_kind(job.kind)
-    interval = float(app.config.get("JOBS_HEARTBEAT_SECONDS", 0 if _eager(app) else 15))
+    interval = 0.0 if _eager(app) else float(app.config.get("JOBS_HEARTBEAT_SECONDS", 15))
     try:
         if chunked is None:
             raise UnknownJobKind(f"no chunked job is registered for {job.kind!r}")
