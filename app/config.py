@@ -85,6 +85,8 @@ def load_config(instance_path: Path, environ: Mapping[str, str] | None = None) -
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "1") != "0",
+        # Redis down: count in each process's memory meanwhile, rather than fail the request.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "REDIS_URL": redis_url,
         # Background jobs (app/jobs.py): eager | thread (embedded default) | celery.
         "JOBS_BACKEND": env.get("JOBS_BACKEND", "thread"),
