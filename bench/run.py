@@ -169,7 +169,7 @@ def bench_schema() -> Iterator[dict[str, str]]:
 
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or DEFAULT_URL
     schema = f"xyd_bench_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(url, pool_pre_ping=True)  # the fault runs restart the server
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     instance = Path(f"/tmp/{schema}")  # noqa: S108
