@@ -55,7 +55,9 @@ def main() -> None:
     _as_postgres(pg_ctl, "-D", str(cluster), "-o", options, "-w", "-l", str(data / "log"), "start")
     restarted = False
     try:
-        os.environ["BENCH_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        os.environ["BENCH_DATABASE_URL"] = (
+            f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        )
         with bench_schema() as env, processes(env) as procs:
             env.update(JOBS_BACKEND="celery", CELERY_BROKER_URL=procs.broker,
                        JOBS_CHUNK_TIMEOUT="8", JOBS_HEARTBEAT_SECONDS="1")  # fmt: skip
