@@ -52,7 +52,8 @@ class Enterprise(_Portal):
     weight = 6
 
     def on_start(self) -> None:
-        self.login_as(f"sme-{next(_next_sme) % ENTERPRISES:04d}@demo.test")
+        # The first demo enterprise's login is sme@demo.test; the others are sme-0001, ...
+        self.login_as(f"sme-{1 + next(_next_sme) % max(1, ENTERPRISES - 1):04d}@demo.test")
 
     @task(3)
     def home(self) -> None:
