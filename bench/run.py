@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -191,6 +192,7 @@ def bench_schema() -> Iterator[dict[str, str]]:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+        shutil.rmtree(instance, ignore_errors=True)
 
 
 def flask(env: dict[str, str], *args: str) -> str:
