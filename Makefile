@@ -42,11 +42,14 @@ translations: python
 	test -f app/translations/zh/LC_MESSAGES/messages.mo
 
 # Debian's Chromium for Playwright (its own browser download cannot work here) and CJK
-# fonts so screenshots show Chinese.
+# fonts so screenshots show Chinese; redis-server for the Celery tests (tests/jobs start
+# their own on a free port).
 browser-deps:
-	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; then \
+	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK' \
+		|| ! command -v redis-server >/dev/null; then \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk \
+			redis-server >/dev/null; \
 	fi
 	@chromium --version
 

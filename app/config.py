@@ -85,7 +85,16 @@ def load_config(instance_path: Path, environ: Mapping[str, str] | None = None) -
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "1") != "0",
+        # Redis down: count in each process's memory meanwhile, rather than fail the request.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "REDIS_URL": redis_url,
+        # Background jobs (app/jobs.py): eager | thread (embedded default) | celery.
+        "JOBS_BACKEND": env.get("JOBS_BACKEND", "thread"),
+        "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        "JOBS_CHUNK_TIMEOUT": float(env.get("JOBS_CHUNK_TIMEOUT", "120")),
+        "JOBS_HEARTBEAT_SECONDS": float(env.get("JOBS_HEARTBEAT_SECONDS", "15")),
+        "JOBS_CHUNK_ATTEMPTS": int(env.get("JOBS_CHUNK_ATTEMPTS", "3")),
+        "RESCORE_CHUNK": int(env.get("RESCORE_CHUNK", "500")),
         "PROXY_COUNT": int(env.get("XINYIDAI_PROXY_COUNT", "0")),
         "BABEL_DEFAULT_LOCALE": "zh",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",

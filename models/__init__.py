@@ -4,6 +4,7 @@ Importing this package registers every table on ``Base.metadata`` (Alembic's aut
 and ``db.create_all`` rely on it).
 """
 
+from models import indexes as _indexes  # noqa: F401  (list indexes, issue 8)
 from models.application import (
     OPEN_STATUSES,
     ApplicationEvent,
@@ -21,7 +22,7 @@ from models.authorization import (
 from models.base import Base, db, utcnow
 from models.enterprise import Enterprise, SizeClass
 from models.ingestion import IngestionBatch, RejectedRow
-from models.job import Job, JobStatus
+from models.job import ChunkStatus, Job, JobChunk, JobStatus
 from models.loan import Loan, LoanEvent, LoanEventKind, LoanStatus
 from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.need import FinancingNeed, NeedStatus
@@ -69,6 +70,7 @@ __all__ = [
     "AuthorizationKind",
     "AuthorizationStatus",
     "Base",
+    "ChunkStatus",
     "ClaimStatus",
     "CoverageStatus",
     "CreditProfile",
@@ -79,6 +81,7 @@ __all__ = [
     "IdempotentRequest",
     "IngestionBatch",
     "Job",
+    "JobChunk",
     "JobStatus",
     "KpiTarget",
     "Loan",

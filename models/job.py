@@ -40,3 +40,42 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+
+
+class ChunkStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobChunk(Base):
+    """One slice of a chunked job's work (e.g. 500 enterprise ids), claimed by one worker at a
+    time. ``heartbeat_at`` is the claimant's last sign of life: the reaper puts a running
+    chunk whose heartbeat stopped back to pending. ``claimed_by`` names the claim (worker and
+    a random token), so a worker the reaper gave up on cannot also finish the chunk."""
+
+    __tablename__ = "job_chunk"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("job.id", ondelete="CASCADE"))
+    index: Mapped[int]
+    # What to do: e.g. {"ids": [...]} or {"first": 0, "last": 499}.
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    # How many items (steps of the job) the chunk covers: its share of the progress.
+    size: Mapped[int] = mapped_column(default=1)
+    status: Mapped[ChunkStatus] = mapped_column(
+        value_enum(ChunkStatus, 16),
+        default=ChunkStatus.PENDING,
+    )  # fmt: skip
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(120))
+    heartbeat_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    result: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    message: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        sa.UniqueConstraint("job_id", "index", name="uq_job_chunk_job_index"),
+        sa.Index("ix_job_chunk_status_heartbeat", "status", "heartbeat_at"),
+    )

@@ -41,3 +41,14 @@ def fail_stale(minutes: int) -> None:
     count = jobs.fail_stale(dt.timedelta(minutes=minutes))
     db.session.commit()
     click.echo(f"Marked {count} interrupted job(s) failed.")
+
+
+@jobs_group.command("reap")
+def reap() -> None:
+    """Requeue chunks whose worker stopped and resend lost jobs (Celery beat runs it every
+    minute; run it by hand after an outage)."""
+    found = jobs.reap()
+    click.echo(
+        f"Requeued {len(found.chunks_requeued)} chunk(s), resent {len(found.chunks_resent)} "
+        f"chunk(s) and {len(found.jobs_resent)} job(s)."
+    )

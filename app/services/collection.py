@@ -175,7 +175,19 @@ def _decide_now(enterprise: Enterprise, scope: str) -> Decision:
     return decide(None, Action.COLLECT, enterprise, scope)
 
 
-@jobs.job_body(JOB_KIND)
+def _plan_collection(job: Job) -> list[tuple[dict[str, Any], int]]:
+    """One chunk for the grant's scopes, which run in order with the consent checked before
+    and after each fetch; the chunk reports its progress per scope itself (size 0). Done
+    again after a worker died, each scope's batch is found by its idempotency key."""
+    return [({"scopes": list(job.params.get("scopes") or [])}, 0)]
+
+
+@jobs.chunked_job(JOB_KIND, plan=_plan_collection)
+def _collection_chunk(job: Job, payload: dict[str, Any]) -> dict[str, Any]:
+    run_collection(job)
+    return {}
+
+
 def run_collection(job: Job) -> None:
     """The job body: fetch, check, store, report — one scope at a time, committing each."""
     grant = db.session.get(Authorization, job.authorization_id)

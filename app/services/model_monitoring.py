@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from app.jobs import enqueue, job_body
+from app.jobs import chunked_job, enqueue
 from app.services import audit, model_registry, profiles
 from app.services.model_registry import RegistryError
 from ml.features import FEATURE_NAMES, FEATURE_SPECS
@@ -329,20 +329,21 @@ def start_rescore(actor: User | None) -> Job:
     return job
 
 
-@job_body(RESCORE_JOB)
-def _rescore_job(job: Job) -> None:
+def _plan_rescore(job: Job) -> list[tuple[dict[str, Any], int]]:
+    """One chunk per ``RESCORE_CHUNK`` enterprises (ids as they are when the job starts)."""
     ids = list(db.session.scalars(sa.select(Enterprise.id).order_by(Enterprise.id)))
-    chunk = int(current_app.config.get("RESCORE_CHUNK", RESCORE_CHUNK))
-    job.steps_total = len(ids)
-    job.steps_done = 0
+    size = int(current_app.config.get("RESCORE_CHUNK", RESCORE_CHUNK))
     job.result = {"profiles": 0, "model_version_id": job.params.get("model_version_id")}
-    db.session.commit()
-    for start in range(0, len(ids), chunk):
-        part = ids[start : start + chunk]
-        profiles.compute_all(part, trigger="rescore", chunk=chunk)
-        job.steps_done = start + len(part)
-        job.result = {**job.result, "profiles": job.steps_done}
-        db.session.commit()  # the chunk's profiles and the progress together
+    return [({"ids": ids[i : i + size]}, len(ids[i : i + size])) for i in range(0, len(ids), size)]
+
+
+@chunked_job(RESCORE_JOB, plan=_plan_rescore)
+def _rescore_chunk(job: Job, payload: dict[str, Any]) -> dict[str, Any]:
+    """One chunk: a snapshot per enterprise, committed by the runner together with the
+    chunk's "done" (a chunk done twice after a worker died still adds one snapshot each)."""
+    ids = [int(i) for i in payload["ids"]]
+    added = profiles.compute_all(ids, trigger="rescore", now=job.started_at, chunk=len(ids) or 1)
+    return {"profiles": added}
 
 
 # ---------------------------------------------------------------------------------------------

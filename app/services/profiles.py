@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask_babel import get_locale
 
-from app.jobs import enqueue, job_body
+from app.jobs import chunked_job, enqueue
 from app.services import model_registry, public_credit
 from app.services.model_registry import ServingModel
 from ml import schema
@@ -516,13 +516,21 @@ def records_changed(enterprise_ids: Iterable[int]) -> Job | None:
     return enqueue_recompute(ids, trigger="records_changed") if ids else None
 
 
-@job_body(RECOMPUTE_JOB)
-def _recompute_job(job: Job) -> None:
+def _plan_recompute(job: Job) -> list[tuple[dict[str, Any], int]]:
+    """One chunk per :data:`CHUNK` enterprises (all of them when the job names none)."""
     ids = job.params.get("enterprise_ids")
+    if ids is None:
+        ids = list(db.session.scalars(sa.select(Enterprise.id).order_by(Enterprise.id)))
+    ids = sorted({int(i) for i in ids})
+    return [({"ids": part}, len(part)) for part in map(list, _chunks(ids, CHUNK))]
+
+
+@chunked_job(RECOMPUTE_JOB, plan=_plan_recompute)
+def _recompute_chunk(job: Job, payload: dict[str, Any]) -> dict[str, Any]:
+    """One chunk: a snapshot per enterprise, committed with the chunk's "done"."""
     trigger = str(job.params.get("trigger") or "records_changed")
-    added = compute_all(ids, trigger=trigger, commit=True)
-    job.steps_done = added
-    job.result = {"profiles": added}
+    ids = [int(i) for i in payload["ids"]]
+    return {"profiles": compute_all(ids, trigger=trigger, now=job.started_at)}
 
 
 # ---------------------------------------------------------------------------------------------
