@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.services.demo import BANK_NAMES
 from bench.run import BIN, DEMO_PASSWORD, ROOT, bench_schema, flask, gunicorn
+
+BANK = BANK_NAMES[0]  # the demo bank: its prospects share with it
 
 
 def main() -> None:
@@ -29,6 +33,13 @@ def main() -> None:
     with bench_schema() as env, tempfile.TemporaryDirectory(prefix="xyd-load-") as tmp:
         flask(env, "db", "upgrade")
         flask(env, "seed-demo", "--enterprises", str(args.enterprises))
+        issued = flask(
+            env, "bank-clients", "create", "--bank", BANK, "--name", "load-test",
+            "--scope", "profiles:read", "--scope", "applications:write", "--scope", "needs:write",
+        )  # fmt: skip
+        client_id = re.search(r"client_id\s+(\S+)", issued)
+        secret = re.search(r"client_secret\s+(\S+)", issued)
+        assert client_id and secret, issued
         with gunicorn(env) as base:
             prefix = str(Path(tmp) / "load")
             subprocess.run(  # noqa: S603
@@ -36,7 +47,9 @@ def main() -> None:
                  "-u", str(args.users), "-r", "10", "-t", f"{int(args.minutes * 60)}s",
                  "--host", base, "--csv", prefix, "--only-summary"],
                 env={**env, "XINYIDAI_DEMO_PASSWORD": DEMO_PASSWORD,
-                     "XINYIDAI_DEMO_ENTERPRISES": str(args.enterprises)},
+                     "XINYIDAI_DEMO_ENTERPRISES": str(args.enterprises),
+                     "XINYIDAI_API_CLIENT_ID": client_id.group(1),
+                     "XINYIDAI_API_CLIENT_SECRET": secret.group(1)},
                 cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             with open(prefix + "_stats.csv", newline="") as fh:

@@ -10,7 +10,11 @@ PostgreSQL with ``XINYIDAI_ENV=development`` (plain-HTTP cookies) and ``RATELIMI
 product supermarket and its filters, applications, authorizations, profile, data-use log),
 3 bank officers (home, prospects, an enterprise's profile, applications, loans) and 1 office
 user (home, dashboard, audit trail with a filter, objections, pool). Each simulated user logs
-in once with its own demo login (``sme-NNNN@demo.test`` for enterprises).
+in once with its own demo login (``sme-NNNN@demo.test`` for enterprises). With
+``XINYIDAI_API_CLIENT_ID`` / ``XINYIDAI_API_CLIENT_SECRET`` (a bank API client with
+``profiles:read applications:write needs:write``; ``bench/load.py`` creates one) 2 bank loan
+systems also call the Open API: a token, the authorized profiles, one profile, applications,
+open needs.
 """
 
 from __future__ import annotations
@@ -139,3 +143,48 @@ class Office(_Portal):
     @task(1)
     def pool(self) -> None:
         self.client.get("/office/pool")
+
+
+API_ID = os.environ.get("XINYIDAI_API_CLIENT_ID", "")
+API_SECRET = os.environ.get("XINYIDAI_API_CLIENT_SECRET", "")
+
+
+class BankApi(HttpUser):
+    """A bank's loan system on the Open API (OAuth2 client credentials)."""
+
+    weight = 2 if API_ID else 0
+    wait_time = between(0.5, 2.0)
+    headers: dict[str, str] = {}  # noqa: RUF012
+    profile_ids: list[int] = []  # noqa: RUF012
+
+    def on_start(self) -> None:
+        response = self.client.post(
+            "/api/v1/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(API_ID, API_SECRET),
+            name="/api/v1/oauth/token",
+        )
+        self.headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    @task(3)
+    def profiles(self) -> None:
+        body = self.client.get(
+            "/api/v1/profiles?per_page=20", headers=self.headers, name="/api/v1/profiles"
+        ).json()
+        self.profile_ids = [item["enterprise"]["id"] for item in body.get("items", [])]
+
+    @task(3)
+    def profile(self) -> None:
+        if self.profile_ids:
+            self.client.get(
+                f"/api/v1/profiles/{random.choice(self.profile_ids)}",
+                headers=self.headers, name="/api/v1/profiles/{id}",
+            )  # fmt: skip
+
+    @task(2)
+    def applications(self) -> None:
+        self.client.get("/api/v1/applications", headers=self.headers, name="/api/v1/applications")
+
+    @task(1)
+    def needs(self) -> None:
+        self.client.get("/api/v1/needs", headers=self.headers, name="/api/v1/needs")
