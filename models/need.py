@@ -34,6 +34,9 @@ class FinancingNeed(Base):
     sharing_authorization_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("authorization_grant.id")
     )
+    # The grant was made for this need (not an earlier one the enterprise gave): withdrawing
+    # the need may revoke it; a grant the enterprise gave on its own it revokes itself.
+    owns_sharing_grant: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_by_user_id: Mapped[int] = mapped_column(sa.ForeignKey("user_account.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -196,6 +196,7 @@ def post(
         )
     expires = now + dt.timedelta(days=terms.valid_days)
     grant_id = _live_all_banks_grant(enterprise, expires, now)
+    owns_grant = False
     if grant_id is None:
         if not confirm_sharing:
             raise AccountError(
@@ -210,11 +211,12 @@ def post(
             ),
             now=now,
         )  # fmt: skip
-        grant_id = grant.id
+        grant_id, owns_grant = grant.id, True
     need = FinancingNeed(
         enterprise=enterprise, amount=terms.amount, term_months=terms.term_months,
         purpose=terms.purpose.strip()[:500], max_rate=terms.max_rate, status=NeedStatus.OPEN,
-        sharing_authorization_id=grant_id, created_by_user_id=actor.id, created_at=now,
+        sharing_authorization_id=grant_id, owns_sharing_grant=owns_grant,
+        created_by_user_id=actor.id, created_at=now,
         expires_at=expires,
     )  # fmt: skip
     db.session.add(need)
@@ -247,7 +249,8 @@ def is_open(need: FinancingNeed, now: dt.datetime | None = None) -> bool:
 
 def withdraw(actor: User, need: FinancingNeed, now: dt.datetime | None = None) -> None:
     """Close an open need. The sharing grant made for it is revoked unless an open
-    application still relies on it (then the enterprise revokes it on its ledger)."""
+    application or another need still relies on it; a grant the enterprise had given before
+    (reused by the need) is left alone — it revokes that one on its ledger."""
     now = now or utcnow()
     enterprise = _enterprise_of(actor)
     if need.enterprise_id != enterprise.id:
@@ -275,7 +278,13 @@ def withdraw(actor: User, need: FinancingNeed, now: dt.datetime | None = None) -
             FinancingNeed.status.in_((NeedStatus.OPEN, NeedStatus.TAKEN)),
         )
     ) or 0  # fmt: skip
-    if grant is not None and grant.revoked_at is None and not in_use and not other_needs:
+    if (
+        grant is not None
+        and need.owns_sharing_grant
+        and grant.revoked_at is None
+        and not in_use
+        and not other_needs
+    ):
         authorization.revoke(actor, grant, now=now)
     audit.record(
         "need.withdrawn", actor=actor, enterprise_id=enterprise.id, object_type="need",

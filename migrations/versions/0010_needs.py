@@ -29,6 +29,7 @@ def upgrade():
     sa.Column('max_rate', sa.Numeric(precision=6, scale=3), nullable=False),
     sa.Column('status', sa.Enum('open', 'taken', 'withdrawn', 'fulfilled', name='needstatus', native_enum=False, length=16), nullable=False),
     sa.Column('sharing_authorization_id', sa.Integer(), nullable=True),
+    sa.Column('owns_sharing_grant', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('created_by_user_id', sa.Integer(), nullable=False),
     sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', models.base.UTCDateTime(timezone=True), nullable=False),

@@ -315,3 +315,19 @@ def test_two_banks_racing_for_one_need_exactly_one_wins(pg_app):
         )
         assert count == 1
         assert db.session.get(FinancingNeed, need_id).status is NeedStatus.TAKEN
+
+
+def test_withdrawing_leaves_a_grant_the_enterprise_gave_before(world):
+    sme, *_ = world
+    enterprise = needs._enterprise_of(sme)
+    own = authorization.grant(
+        sme, enterprise,
+        authorization.GrantRequest(
+            kind=authorization.AuthorizationKind.SHARING, scopes=("tax",), all_banks=True,
+            valid_days=365, data_life_days=365,
+        ),
+    )  # fmt: skip
+    need = needs.post(sme, TERMS, confirm_sharing=False)  # reuses it: nothing new to consent to
+    assert need.sharing_authorization_id == own.id and not need.owns_sharing_grant
+    needs.withdraw(sme, need)
+    assert own.revoked_at is None
