@@ -237,7 +237,11 @@ def gunicorn(env: dict[str, str]) -> Iterator[str]:
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # workers still draining keep-alive clients
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 def logged_in(base: str, email: str) -> Any:
