@@ -33,14 +33,22 @@ from models.provider import IdempotentRequest, ProviderClient
 KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
 
 
-def key_of_request() -> str:
+_MISSING = _l("Send an Idempotency-Key header, unique per change, so a retry cannot act twice.")
+
+
+def key_of_request(missing_detail: Any = None) -> str:
+    """The request's ``Idempotency-Key``; a missing or malformed one is a 400 problem
+    (``missing_detail`` says what the key is unique per, for this endpoint)."""
     key = request.headers.get("Idempotency-Key", "")
     if not key:
         raise ApiProblem(
             400,
             "idempotency-key-missing",
             _l("Idempotency-Key missing"),
-            _l("Send an Idempotency-Key header, unique per change, so a retry cannot act twice."),
+            missing_detail
+            or _l(
+                "Send an Idempotency-Key header, unique per change, so a retry cannot act twice."
+            ),
             errors=[{"field": "Idempotency-Key", "message": str(_l("required"))}],
         )
     if not KEY.match(key):

@@ -3,7 +3,6 @@ document with its docs page."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -12,7 +11,7 @@ from flask_babel import lazy_gettext as _l
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
-from app.api import bp, oauth
+from app.api import bp, idempotency, oauth
 from app.api.errors import ApiProblem
 from app.api.spec import OPERATIONS, openapi_document, operation
 from app.extensions import limiter
@@ -23,7 +22,6 @@ from models.base import utcnow
 from models.ingestion import IngestionBatch, RejectedRow
 from models.provider import ProviderClient
 
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
 DEFAULT_MAX_RECORDS = 10_000
 
 
@@ -164,27 +162,6 @@ def _client_for(source: str) -> ProviderClient:
             ),
         )
     return client
-
-
-def _idempotency_key() -> str:
-    key = request.headers.get("Idempotency-Key", "")
-    if not key:
-        raise ApiProblem(
-            400,
-            "idempotency-key-missing",
-            _l("Idempotency-Key missing"),
-            _l("Send an Idempotency-Key header, unique per batch, so a retry cannot ingest twice."),
-            errors=[{"field": "Idempotency-Key", "message": str(_l("required"))}],
-        )
-    if not IDEMPOTENCY_KEY.match(key):
-        raise ApiProblem(
-            400,
-            "idempotency-key-invalid",
-            _l("Invalid Idempotency-Key"),
-            _l("The Idempotency-Key is 1 to 200 printable ASCII characters without spaces."),
-            errors=[{"field": "Idempotency-Key", "message": str(_l("invalid"))}],
-        )
-    return key
 
 
 def _cell(value: Any) -> str | None:
@@ -349,7 +326,9 @@ def ingest(source: str) -> Response:
     key and body again → the same answer (``Idempotent-Replayed: true``), nothing written;
     the same key with another body → 409."""
     client = _client_for(source)
-    key = _idempotency_key()
+    key = idempotency.key_of_request(
+        _l("Send an Idempotency-Key header, unique per batch, so a retry cannot ingest twice.")
+    )
     rows = _records()
     try:
         batch, replayed = _ingest(client, source, key, rows)
