@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import selectinload
 
 from app.services import (
     applications,
@@ -338,6 +339,7 @@ def visible_to_bank(actor: User, now: dt.datetime | None = None) -> list[OpenNee
     needs = list(
         db.session.scalars(
             sa.select(FinancingNeed)
+            .options(selectinload(FinancingNeed.enterprise))  # shown per row: load with the list
             .where(
                 FinancingNeed.status == NeedStatus.OPEN,
                 FinancingNeed.expires_at > now,
