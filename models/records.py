@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Callable
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -236,3 +237,28 @@ RECORD_MODELS: dict[str, type[SourceRecord]] = {
     schema.PUBLIC_CREDIT: PublicCreditRecord,
 }
 """Source table name → model."""
+
+
+TRIGGER_ENFORCED_FOREIGN_KEYS = frozenset(
+    f"fk_{table}_{column}_{parent}"
+    for table in RECORD_MODELS
+    for column, parent in (("enterprise_id", "enterprise"), ("batch_id", "ingestion_batch"))
+)
+"""Foreign keys of the record tables that PostgreSQL enforces per statement with triggers
+(migration ``0019_record_refs``) rather than as constraints; SQLite keeps them as declared."""
+
+
+def trigger_enforced(dialect_name: str) -> Callable[..., bool]:
+    """An Alembic ``include_object`` hook for ``dialect_name``: leaves the foreign keys that
+    the database enforces with triggers out of the comparison of models and schema."""
+
+    def include_object(
+        obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+    ) -> bool:
+        return not (
+            dialect_name == "postgresql"
+            and type_ == "foreign_key_constraint"
+            and name in TRIGGER_ENFORCED_FOREIGN_KEYS
+        )
+
+    return include_object

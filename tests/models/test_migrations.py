@@ -11,12 +11,16 @@ from alembic.runtime.migration import MigrationContext
 from app import create_app
 from app.extensions import db
 from models import Base
+from models.records import trigger_enforced
 from tests.conftest import _database_config
 
 
 def test_models_match_migrations(app_ctx):
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn,
+            opts={"compare_type": True, "include_object": trigger_enforced(conn.dialect.name)},
+        )
         diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"models and migrations differ; run `flask db migrate`: {diff}"
 

@@ -1,0 +1,195 @@
+"""On PostgreSQL, records always name an enterprise and a batch that exist.
+
+The record tables check their references once per statement (migration
+``0019_record_refs``) rather than with foreign keys; the checks must refuse exactly what a
+foreign key refuses, also when an enterprise is deleted while another transaction adds its
+records. (The models declare the foreign keys; SQLite, the embedded default, does not
+enforce them.) These tests always run on PostgreSQL, also in the SQLite pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from models import Enterprise
+from models.ingestion import BatchStatus, IngestionBatch
+from models.records import RECORD_MODELS, TaxRecord
+from tests.conftest import Factory
+
+NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg(pg_app):
+    with pg_app.app_context():
+        yield Factory(pg_app)
+        db.session.remove()
+
+
+def _batch(key: str = "k") -> IngestionBatch:
+    batch = IngestionBatch(
+        source="tax", provider="tax-bureau", idempotency_key=key, content_hash="",
+        received_at=NOW, status=BatchStatus.COMPLETED,
+    )  # fmt: skip
+    db.session.add(batch)
+    db.session.flush()
+    return batch
+
+
+def _enterprise(factory: Factory) -> Enterprise:
+    account = factory.enterprise()
+    enterprise = db.session.scalar(
+        sa.select(Enterprise).where(Enterprise.organization_id == account.organization_id)
+    )
+    assert enterprise is not None
+    return enterprise
+
+
+def _record(enterprise_id: int, batch_id: int, uscc: str, period: str = "2026-09") -> dict:
+    return {
+        "uscc": uscc, "period": period, "tax_type": "VAT", "amount_paid": 1, "declared_sales": 2,
+        "late_filing": False, "arrears": 0, "enterprise_id": enterprise_id, "provider": "p",
+        "batch_id": batch_id, "version": 1, "content_hash": "0" * 64, "received_at": NOW,
+    }  # fmt: skip
+
+
+def _insert(*records: dict) -> None:
+    db.session.execute(sa.insert(TaxRecord.__table__), list(records))
+    db.session.flush()
+
+
+def _tax_count() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(TaxRecord)) or 0
+
+
+def test_a_record_of_an_unknown_enterprise_or_batch_is_refused(pg):
+    factory = pg
+    enterprise = _enterprise(factory)
+    batch = _batch()
+    db.session.commit()
+    good = _record(enterprise.id, batch.id, enterprise.uscc)
+    for bad, missing in (
+        (_record(enterprise.id + 999, batch.id, enterprise.uscc, "2026-08"), "enterprise"),
+        (_record(enterprise.id, batch.id + 999, enterprise.uscc, "2026-08"), "batch"),
+    ):
+        with pytest.raises(sa.exc.IntegrityError) as caught:
+            _insert(good, bad)  # one bad row refuses the whole statement
+        assert missing in str(caught.value)
+        db.session.rollback()
+    assert _tax_count() == 0
+    _insert(good)
+    db.session.commit()
+    assert _tax_count() == 1
+
+
+def test_a_record_cannot_be_moved_to_an_unknown_enterprise(pg):
+    factory = pg
+    enterprise = _enterprise(factory)
+    batch = _batch()
+    _insert(_record(enterprise.id, batch.id, enterprise.uscc))
+    db.session.commit()
+    with pytest.raises(sa.exc.IntegrityError):
+        db.session.execute(sa.update(TaxRecord).values(enterprise_id=enterprise.id + 999))
+        db.session.flush()
+    db.session.rollback()
+    assert db.session.scalar(sa.select(TaxRecord.enterprise_id)) == enterprise.id
+
+
+def test_an_enterprise_or_batch_named_by_records_cannot_be_deleted(pg):
+    factory = pg
+    enterprise = _enterprise(factory)
+    spare = _enterprise(factory)
+    batch = _batch()
+    empty_batch = _batch("empty")
+    _insert(_record(enterprise.id, batch.id, enterprise.uscc))
+    db.session.commit()
+    for table, row_id in (
+        (Enterprise.__table__, enterprise.id),
+        (IngestionBatch.__table__, batch.id),
+    ):
+        with pytest.raises(sa.exc.IntegrityError):
+            db.session.execute(sa.delete(table).where(table.c.id == row_id))
+            db.session.flush()
+        db.session.rollback()
+    # Neither is gone; rows nobody names can still be deleted.
+    assert db.session.get(Enterprise, enterprise.id) is not None
+    assert db.session.get(IngestionBatch, batch.id) is not None
+    db.session.execute(sa.delete(IngestionBatch).where(IngestionBatch.id == empty_batch.id))
+    db.session.execute(sa.delete(Enterprise).where(Enterprise.id == spare.id))
+    db.session.commit()
+    assert db.session.get(Enterprise, spare.id) is None
+
+
+def test_every_record_table_checks_its_references(pg):
+    """The rule covers all six tables (a new source table must get it too), and the foreign
+    keys it replaces are gone (else every row would still be checked one by one)."""
+    assert not [
+        fk
+        for model in RECORD_MODELS.values()
+        for fk in sa.inspect(db.engine).get_foreign_keys(model.__tablename__)
+        if fk["referred_table"] in ("enterprise", "ingestion_batch")
+    ]
+    triggers = set(
+        db.session.scalars(
+            sa.text(
+                "SELECT c.relname || ':' || t.tgname FROM pg_trigger t "
+                "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
+            )
+        )
+    )
+    for table in (m.__tablename__ for m in RECORD_MODELS.values()):
+        assert {f"{table}:{table}_references_insert", f"{table}:{table}_references_update"} <= (
+            triggers
+        )
+
+
+def test_deleting_an_enterprise_while_its_records_arrive_keeps_no_orphan(pg_app):
+    """Transaction A stores records of an enterprise and holds on; B deletes the enterprise:
+    B waits for A (the enterprise is locked as a foreign key would lock it) and then fails,
+    because A's records now name it."""
+    factory = Factory(pg_app)
+    with pg_app.app_context():
+        enterprise = _enterprise(factory)
+        batch = _batch()
+        db.session.commit()
+        enterprise_id, uscc, batch_id = enterprise.id, enterprise.uscc, batch.id
+        db.session.remove()
+    stored = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def deleter() -> None:
+        stored.wait(10)
+        with pg_app.app_context():
+            started = time.monotonic()
+            try:
+                db.session.execute(sa.delete(Enterprise).where(Enterprise.id == enterprise_id))
+                db.session.commit()
+                outcome["delete"] = "deleted"
+            except sa.exc.IntegrityError:
+                db.session.rollback()
+                outcome["delete"] = "refused"
+            outcome["waited"] = time.monotonic() - started
+            db.session.remove()
+
+    thread = threading.Thread(target=deleter)
+    thread.start()
+    with pg_app.app_context():
+        _insert(_record(enterprise_id, batch_id, uscc))
+        stored.set()
+        time.sleep(0.5)  # the deleter is now waiting on the enterprise's row
+        db.session.commit()
+        db.session.remove()
+    thread.join(20)
+    assert outcome["delete"] == "refused"
+    assert outcome["waited"] >= 0.3
+    with pg_app.app_context():
+        assert db.session.get(Enterprise, enterprise_id) is not None
+        assert _tax_count() == 1
+        db.session.remove()
