@@ -6,11 +6,14 @@ Builds its own schema (through the migrations) in the PostgreSQL database named 
 tax types over the last 24 months. Then, in the same run:
 
 * ``ingest_rows_per_s``: ``app.services.ingestion.ingest_rows`` end to end (validation,
-  grant check, version lookup, COPY, rejected rows, audit events, commit) into ``tax``;
+  grant check, version lookup, COPY, rejected rows, audit events, the profile-recompute job
+  sent to Celery on a private Redis as production sends it, commit) into ``tax``;
 * ``ingest_duplicates_rows_per_s``: the same rows again under a new idempotency key (every
   row a duplicate: the version lookup path, nothing written);
 * baseline for both: psycopg ``COPY`` of the same rows, already typed, into a scratch table
-  shaped like ``tax`` (same columns, constraints and indexes, no foreign keys).
+  identical to ``tax`` (same columns, constraints, indexes and reference-check triggers);
+  ``copy_unchecked_rows_per_s`` (in the line's extra fields) is the same COPY into a table
+  without the reference checks, what the database costs without them.
 
 Prints JSON lines ``{"name","value","unit","baseline","ratio","n"}``; drops its schema at the end.
 Usage: ``python bench/ingest.py [--rows 200000]``.
@@ -19,13 +22,18 @@ Usage: ``python bench/ingest.py [--rows 200000]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import secrets
+import shutil
+import socket
+import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,13 +170,32 @@ def make_rows(n_rows: int, usccs: list[str], today: dt.date) -> list[dict[str, s
     return rows
 
 
-def baseline_copy(rows: list[dict[str, str]], ids: dict[str, int], now: dt.datetime) -> float:
-    """Seconds for a raw COPY of the same rows into a scratch copy of the tax table."""
+def baseline_copy(
+    rows: list[dict[str, str]], ids: dict[str, int], now: dt.datetime, *, checked: bool = True
+) -> float:
+    """Seconds for a raw COPY of the same rows into a scratch copy of the tax table (with its
+    reference-check trigger, unless ``checked`` is false)."""
     from decimal import Decimal
 
     conn = db.session.connection()
     conn.execute(sa.text("DROP TABLE IF EXISTS bench_copy"))
     conn.execute(sa.text("CREATE TABLE bench_copy (LIKE tax INCLUDING ALL)"))
+    batch_id = conn.execute(
+        sa.text(
+            "INSERT INTO ingestion_batch (source, provider, idempotency_key, content_hash, "
+            "received_at, status, rows_total, accepted, corrected, duplicates, rejected) "
+            "VALUES ('tax', 'bench', :key, '', :now, 'completed', 0, 0, 0, 0, 0) RETURNING id"
+        ),
+        {"key": uuid.uuid4().hex, "now": now},
+    ).scalar_one()
+    if checked:  # the trigger tax has (migration 0019_record_refs)
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER bench_copy_references AFTER INSERT ON bench_copy "
+                "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+                "EXECUTE FUNCTION record_references_check()"
+            )
+        )
     db.session.commit()
     raw = db.session.connection().connection.driver_connection
     assert raw is not None
@@ -190,7 +217,7 @@ def baseline_copy(rows: list[dict[str, str]], ids: dict[str, int], now: dt.datet
                     Decimal(row["arrears"]),
                     ids[row["uscc"]],
                     "bench",
-                    0,
+                    batch_id,
                     1,
                     "",
                     now,
@@ -213,10 +240,44 @@ def timed_ingest(rows: list[dict[str, str]], now: dt.datetime) -> tuple[float, A
     return time.perf_counter() - start, counts
 
 
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A Redis of the run's own, the Celery broker the profile-recompute job is sent to."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit("bench/ingest.py needs redis-server (make browser-deps installs it)")
+    proc = subprocess.Popen(  # noqa: S603
+        [server, "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     args = parser.parse_args()
+    with private_redis() as broker:
+        run(args.rows, broker)
+
+
+def run(n_rows: int, broker: str) -> None:
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or DEFAULT_URL
     schema = f"xyd_bench_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(url)
@@ -231,20 +292,26 @@ def main() -> None:
                 "SQLALCHEMY_ENGINE_OPTIONS": {
                     "connect_args": {"options": f"-csearch_path={schema}"}
                 },
+                # As production: the recompute job the batch starts goes to Celery (no
+                # worker consumes it here); the eager runner would run it inside the timing.
+                "JOBS_BACKEND": "celery",
+                "CELERY_BROKER_URL": broker,
             }
         )
         with app.app_context():
             flask_migrate.upgrade()
             now = dt.datetime.now(dt.UTC)
             today = now.astimezone(ingestion.CHINA).date()
-            n_enterprises = -(-args.rows // (MONTHS * len(TAX_TYPES)))
+            n_enterprises = -(-n_rows // (MONTHS * len(TAX_TYPES)))
             ids = setup(n_enterprises, now)
-            rows = make_rows(args.rows, sorted(ids), today)
+            rows = make_rows(n_rows, sorted(ids), today)
+            unchecked = baseline_copy(rows, ids, now, checked=False)
             base = baseline_copy(rows, ids, now)
             seconds, counts = timed_ingest(rows, now)
             assert counts == (len(rows), 0, 0, 0), counts
             emit("ingest_rows_per_s", len(rows) / seconds, len(rows) / base, len(rows),
-                 seconds=round(seconds, 2), baseline_seconds=round(base, 2))  # fmt: skip
+                 seconds=round(seconds, 2), baseline_seconds=round(base, 2),
+                 copy_unchecked_rows_per_s=round(len(rows) / unchecked, 1))  # fmt: skip
             seconds, counts = timed_ingest(rows, now)
             assert counts == (0, len(rows), 0, 0), counts
             emit("ingest_duplicates_rows_per_s", len(rows) / seconds, len(rows) / base,

@@ -390,13 +390,24 @@ class CollectionWindow:
 
 
 def collection_windows(
-    scope: str, usccs: list[str], now: dt.datetime | None = None
+    scope: str,
+    usccs: list[str],
+    now: dt.datetime | None = None,
+    *,
+    connection: sa.Connection | None = None,
 ) -> dict[str, CollectionWindow]:
     """For bulk ingestion: the USCCs among ``usccs`` with a live collection grant for
-    ``scope``, and the months it covers. One query, whatever the number of rows."""
+    ``scope``, and the months it covers (the widest, when several grants are live). One
+    query, whatever the number of rows; on ``connection`` if given, else the session."""
     now = now or utcnow()
-    rows = db.session.execute(
-        sa.select(Enterprise.uscc, Authorization)
+    query = (
+        sa.select(
+            Enterprise.uscc,
+            Authorization.id,
+            Authorization.scopes,
+            Authorization.data_from,
+            Authorization.data_to,
+        )
         .join(Authorization, Authorization.enterprise_id == Enterprise.id)
         .where(
             Enterprise.uscc.in_(usccs),
@@ -407,15 +418,14 @@ def collection_windows(
             Authorization.valid_until > now,
         )
     )
+    rows = (connection or db.session).execute(query)
     windows: dict[str, CollectionWindow] = {}
-    for uscc, authorization in rows:
-        if not authorization.covers(scope):
+    for uscc, authorization_id, scopes, data_from, data_to in rows:
+        if scope not in scopes.split(","):
             continue
         current = windows.get(uscc)
-        if current is None or authorization.data_to > current.data_to:
-            windows[uscc] = CollectionWindow(
-                authorization.id, authorization.data_from, authorization.data_to
-            )
+        if current is None or data_to > current.data_to:
+            windows[uscc] = CollectionWindow(authorization_id, data_from, data_to)
     return windows
 
 

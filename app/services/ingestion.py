@@ -32,12 +32,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
+from types import SimpleNamespace
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
+from psycopg.copy import QueuedLibpqWriter
 
 from app.services import audit, authorization
 from ml import schema
@@ -48,7 +53,7 @@ from models.ingestion import BatchStatus, IngestionBatch, RejectedRow
 from models.records import RECORD_MODELS
 
 CHINA = ZoneInfo("Asia/Shanghai")
-CHUNK_ROWS = 100_000
+CHUNK_ROWS = 25_000
 MAX_TEXT = 64
 _META = frozenset({"provider", "batch_id", "version"})
 
@@ -131,10 +136,11 @@ class _Bad(Exception):
         self.message = message
 
 
-_MONEY = re.compile(r"(\d{1,16})(?:\.(\d{1,2}))?")
-_INTEGER = re.compile(r"\d{1,9}")
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# ASCII digits only: a full-width "１２" is not an amount the database would take.
+_MONEY = re.compile(r"(\d{1,16})(?:\.(\d{1,2}))?", re.ASCII)
+_INTEGER = re.compile(r"\d{1,9}", re.ASCII)
+_MONTH = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}")
 
 Parser = Callable[[str], str | None]
@@ -219,7 +225,7 @@ class _Clock:
         return value
 
     def year(self, value: str) -> str:
-        if not (len(value) == 4 and value.isdigit() and int(value) >= 1990):
+        if not (len(value) == 4 and value.isascii() and value.isdigit() and int(value) >= 1990):
             raise _Bad("bad_year", f"{value!r} is not a year (1990 or later).")
         if int(value) > self.today.year:
             raise _Bad("future_period", f"{value} is in the future.")
@@ -243,6 +249,19 @@ class _Clock:
         return value
 
 
+# Vectorized fast paths (pyarrow.compute, RE2: ``[0-9]`` is ASCII only): a value matching
+# ``pattern`` is valid and its canonical text is the value after ``rewrites`` (regex, RE2
+# replacement). Any other non-empty value goes through the column's Python parser, which is
+# the authority: it accepts it (canonically) or says what is wrong with it.
+_FAST_MONEY = (
+    r"^[0-9]{1,16}(\.[0-9]{1,2})?$",
+    ((r"^0+([0-9])", r"\1"), (r"^([0-9]+)$", r"\1.00"), (r"^([0-9]+\.[0-9])$", r"\10")),
+)
+_FAST_INTEGER = (r"^[0-9]{1,9}$", ((r"^0+([0-9])", r"\1"),))
+_FAST_IDENTIFIER = (r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$", ())
+FastPath = tuple[str, tuple[tuple[str, str], ...]]
+
+
 @dataclass(frozen=True)
 class _Column:
     name: str
@@ -251,6 +270,9 @@ class _Column:
     optional: bool = False
     # Converts the canonical text to the value SQLite's executemany binds.
     to_python: Callable[[str], Any] = str
+    # Columns of many distinct values (amounts, counts, ids) have a vectorized fast path;
+    # the others (months, enumerations, dates) are parsed once per distinct value.
+    fast: FastPath | None = None
 
 
 def _plain(parse: Parser) -> Callable[[_Clock], Parser]:
@@ -258,11 +280,11 @@ def _plain(parse: Parser) -> Callable[[_Clock], Parser]:
 
 
 def _col_money(name: str) -> _Column:
-    return _Column(name, _plain(_money), to_python=Decimal)
+    return _Column(name, _plain(_money), to_python=Decimal, fast=_FAST_MONEY)
 
 
 def _col_int(name: str) -> _Column:
-    return _Column(name, _plain(_integer), to_python=int)
+    return _Column(name, _plain(_integer), to_python=int, fast=_FAST_INTEGER)
 
 
 _MONTH_COL = _Column("month", lambda clock: clock.month)
@@ -302,7 +324,7 @@ COLUMNS: dict[str, tuple[_Column, ...]] = {
         _col_money("arrears"),
     ),
     schema.PUBLIC_CREDIT: (
-        _Column("record_id", _plain(_identifier)),
+        _Column("record_id", _plain(_identifier), fast=_FAST_IDENTIFIER),
         _Column("record_type", _plain(_one_of(schema.PUBLIC_RECORD_TYPES))),
         _Column("severity", _plain(_one_of(schema.SEVERITIES))),
         _Column("decided_on", lambda clock: clock.past_date, to_python=dt.date.fromisoformat),
@@ -357,15 +379,6 @@ class _Counts:
     refused: int = 0  # rejected for want of a grant (per enterprise, for its audit trail)
 
 
-@dataclass(slots=True)
-class _Row:
-    line: int
-    uscc: str
-    values: tuple[str | None, ...]  # canonical text of the data columns
-    content_hash: str
-    key: tuple[str, ...]  # the natural key (ml.schema.KEY_COLUMNS)
-
-
 @dataclass
 class _Rejection:
     line: int
@@ -373,6 +386,26 @@ class _Rejection:
     code: str
     message: str
     raw: dict[str, Any]
+
+
+Problem = tuple[str, str]  # (message code, message)
+_REQUIRED: Problem = ("required", "A value is required.")
+
+
+@dataclass
+class _Parsed:
+    """One chunk after validation, which needs no database: its valid rows as columns."""
+
+    lines: np.ndarray  # the line of each valid row
+    usccs: list[str]  # the distinct canonical USCCs of the valid rows
+    uscc_index: np.ndarray  # per valid row, the position of its USCC in ``usccs``
+    uscc: pa.Array  # per valid row, its canonical USCC
+    values: list[pa.Array]  # per data column, the canonical text (null: an empty optional)
+    hashes: list[str]  # per valid row, the SHA-256 of its canonical values
+    keys: list[str]  # per valid row, its natural key ("\x1f"-joined)
+    rejections: list[_Rejection]  # the invalid rows' problems, in line order
+    invalid: int  # how many rows were invalid
+    invalid_of: list[tuple[str, dict[str, Any]]]  # (USCC, raw row) of invalid rows
 
 
 def _text(value: Any) -> str:
@@ -393,6 +426,40 @@ def _raw(row: Mapping[Any, Any]) -> dict[str, Any]:
         else:
             raw[str(key)] = value if value is None or isinstance(value, str) else _text(value)
     return raw
+
+
+def _column_texts(chunk: Sequence[Mapping[str, Any]], name: str) -> pa.Array:
+    """The stripped text of column ``name`` in every row ("" where it is missing)."""
+    values: list[Any] = [row.get(name) for row in chunk]
+    try:
+        texts = [value.strip() for value in values]
+    except AttributeError:  # numbers, booleans or None (JSON pushes, short CSV lines)
+        texts = [value.strip() if type(value) is str else _text(value) for value in values]
+    return pa.array(texts, type=pa.string())
+
+
+def _joined(arrays: Sequence[pa.Array | pa.Scalar], separator: str, null: str = "") -> pa.Array:
+    return pc.binary_join_element_wise(
+        *arrays, separator, null_handling="replace", null_replacement=null
+    )
+
+
+def _concatenated(strings: pa.Array) -> memoryview:
+    """The bytes of all the values of a string array without nulls, one after the other."""
+    _validity, offsets_buffer, data = strings.buffers()
+    if data is None or len(strings) == 0:
+        return memoryview(b"")
+    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, dtype=width)
+    start, end = offsets[strings.offset], offsets[strings.offset + len(strings)]
+    return memoryview(data)[int(start) : int(end)]
+
+
+def _rows(mask: pa.Array | np.ndarray) -> np.ndarray:
+    """Positions where a boolean array is true."""
+    if isinstance(mask, np.ndarray):
+        return np.flatnonzero(mask)
+    return np.flatnonzero(mask.fill_null(False).to_numpy(zero_copy_only=False))
 
 
 @contextlib.contextmanager
@@ -419,42 +486,93 @@ def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mappi
         yield chunk
 
 
+class _PendingCopy:
+    """A ``COPY`` whose data a psycopg writer thread is still sending while the caller goes
+    on (validating the next chunk: the database stores one chunk while Python checks the
+    next, on two cores at once). :meth:`finish` waits until the server has stored it all.
+    It runs on the session's own connection, so in its transaction; nothing else may use
+    that connection until it is finished."""
+
+    def __init__(self, table: str, columns: Sequence[str], data: memoryview) -> None:
+        connection = db.session.connection().connection.driver_connection
+        assert connection is not None  # noqa: S101
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        self.statement = f'COPY "{table}" ({quoted}) FROM STDIN'
+        self._cursor = connection.cursor()
+        self._context = self._cursor.copy(self.statement, writer=QueuedLibpqWriter(self._cursor))
+        copy = self._context.__enter__()
+        try:
+            copy.write(data)
+        except BaseException as exc:
+            self.abort(exc)
+            raise
+
+    def finish(self) -> None:
+        try:
+            self._context.__exit__(None, None, None)
+        except psycopg.errors.IntegrityError as exc:
+            # As SQLAlchemy would raise it, so callers handle one kind of conflict.
+            raise sa.exc.IntegrityError(self.statement, None, exc) from exc
+        finally:
+            self._cursor.close()
+
+    def abort(self, exc: BaseException) -> None:
+        """Cancel the COPY (the caller is failing with ``exc`` and will roll back)."""
+        with contextlib.suppress(Exception):
+            self._context.__exit__(type(exc), exc, exc.__traceback__)
+        with contextlib.suppress(Exception):
+            self._cursor.close()
+
+
 class _Ingestion:
-    def __init__(self, source: str, batch: IngestionBatch, provider: str, now: dt.datetime):
+    """One batch, chunk after chunk: :meth:`parse` validates a chunk (no database),
+    :meth:`apply` checks it against the platform (enterprises, grants, stored versions) and
+    stores it. On PostgreSQL the chunk's COPY is still running when :meth:`apply` returns
+    and the next chunk is parsed meanwhile; :meth:`finish` (or :meth:`abort`) ends it."""
+
+    def __init__(
+        self,
+        source: str,
+        batch: IngestionBatch,
+        provider: str,
+        now: dt.datetime,
+        reader: sa.Connection | None = None,
+    ):
         self.source = source
+        # Where lookups go: a second connection, so that they run while the session's own
+        # connection is busy with the previous chunk's COPY (see ingest_rows), or the session.
+        self.reader = reader
         self.batch = batch
         self.provider = provider
         self.now = now
         self.model = RECORD_MODELS[source]
         self.columns = COLUMNS[source]
+        self.names = [c.name for c in self.columns]
         self.key_columns = schema.KEY_COLUMNS[source]
-        self.key_index = [
-            [c.name for c in self.columns].index(k) for k in self.key_columns if k != "uscc"
-        ]
-        self.period_index = [c.name for c in self.columns].index(schema.PERIOD_COLUMN[source])
+        self.key_index = [self.names.index(k) for k in self.key_columns if k != "uscc"]
+        self.period_index = self.names.index(schema.PERIOD_COLUMN[source])
         self.scope = schema.TABLE_SCOPE[source]
         self.clock = _Clock(now.astimezone(CHINA).date())
         self.usccs: dict[str, str | _Bad] = {}
         self.enterprise_ids: dict[str, int | None] = {}
         self.windows: dict[str, authorization.CollectionWindow | None] = {}
-        self.window_months: dict[int, tuple[str, str]] = {}  # 'YYYY-MM' sort as months do
-        self.latest: dict[tuple[str, ...], tuple[int, str]] = {}
+        # The latest (version, content hash) of every natural key seen in this batch, from
+        # the database (``loaded``: enterprises already read) or stored by the batch itself.
+        self.latest: dict[str, tuple[int, str]] = {}
+        self.loaded: set[str] = set()
         self.per_enterprise: dict[int, _Counts] = {}
         self.postgres = db.session.get_bind().dialect.name == "postgresql"
         self.rejected_rows = 0
-        self.rejections: list[_Rejection] = []
-        # Raw rows of invalid rows with a valid USCC: their values are dropped afterwards if
-        # the enterprise is not registered or has not authorized collection.
-        self.invalid_of: list[tuple[str, dict[str, Any]]] = []
         self.required = required_columns(source)
-        self.parsers = [(c.name, c.bind(self.clock), c.optional) for c in self.columns]
-        self.has_optional = any(c.optional for c in self.columns)
-        self.key_pair = len(self.key_index) == 1
-        if len(self.key_index) > 2:
-            raise RuntimeError(f"unexpected natural key {self.key_columns}")
+        self.parsers = [c.bind(self.clock) for c in self.columns]
         self.digest = hashlib.sha256(source.encode())
+        self.pending: _PendingCopy | None = None
+        self.copy_columns = [
+            "uscc", *self.names, "enterprise_id", "provider", "batch_id", "version",
+            "content_hash", "received_at",
+        ]  # fmt: skip
 
-    # Validation ---------------------------------------------------------------------
+    # Validation (no database) ---------------------------------------------------------
 
     def _uscc(self, value: str) -> str:
         cached = self.usccs.get(value)
@@ -468,58 +586,141 @@ class _Ingestion:
             raise cached
         return cached
 
-    def validate(self, line: int, texts: list[str], row: Mapping[str, Any]) -> _Row | None:
-        """Check one row whose stripped texts (``uscc`` first, then the data columns) are
-        ``texts``; on any bad field record every problem of the row and return None."""
-        errors: list[tuple[str, str, str]] | None = None
-        uscc = texts[0]
-        try:
-            if not uscc:
-                raise _Bad("required", "A value is required.")
-            uscc = self._uscc(uscc)
-        except _Bad as bad:
-            errors = [("uscc", bad.code, bad.message)]
-        values: list[str | None] = []
-        for (name, parse, optional), value in zip(self.parsers, texts[1:], strict=True):
+    @staticmethod
+    def _by_distinct(
+        texts: pa.Array, parse: Parser, optional: bool
+    ) -> tuple[pa.Array, dict[int, Problem]]:
+        """Parse each distinct value once; the canonical text per row (null where empty or
+        bad) and the problem of every bad row."""
+        encoded = texts.dictionary_encode()
+        canonical: list[str | None] = []
+        problems: list[Problem | None] = []
+        for value in encoded.dictionary.to_pylist():
+            problem: Problem | None = None
+            text: str | None = None
             if value:
                 try:
-                    values.append(parse(value))
-                    continue
+                    text = parse(value)
                 except _Bad as bad:
-                    problem = (name, bad.code, bad.message)
-            elif optional:
-                values.append(None)
-                continue
+                    problem = (bad.code, bad.message)
+            elif not optional:
+                problem = _REQUIRED
+            canonical.append(text)
+            problems.append(problem)
+        result = pa.array(canonical, type=pa.string()).take(encoded.indices)
+        if not any(problems):
+            return result, {}
+        flags = np.array([p is not None for p in problems])
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        return result, {
+            int(row): cast(Problem, problems[indices[row]]) for row in _rows(flags[indices])
+        }
+
+    @staticmethod
+    def _fast(
+        texts: pa.Array, column: _Column, parse: Parser
+    ) -> tuple[pa.Array, dict[int, Problem]]:
+        """The vectorized fast path; values outside it go through the Python parser."""
+        assert column.fast is not None  # noqa: S101
+        pattern, rewrites = column.fast
+        canonical = texts
+        for find, replace in rewrites:
+            canonical = pc.replace_substring_regex(canonical, find, replace)
+        others = _rows(pc.invert(pc.match_substring_regex(texts, pattern)))
+        if not others.size:
+            return canonical, {}
+        bad: dict[int, Problem] = {}
+        replacements: list[str | None] = []
+        for row, value in zip(others.tolist(), texts.take(others).to_pylist(), strict=True):
+            text: str | None = None
+            if value:
+                try:
+                    text = parse(value)
+                except _Bad as error:
+                    bad[row] = (error.code, error.message)
+            elif not column.optional:
+                bad[row] = _REQUIRED
+            replacements.append(text)
+        mask = np.zeros(len(texts), dtype=bool)
+        mask[others] = True
+        patched = pc.replace_with_mask(
+            canonical, pa.array(mask), pa.array(replacements, pa.string())
+        )
+        return patched, bad
+
+    def parse(self, first_line: int, chunk: Sequence[Mapping[str, Any]]) -> _Parsed:
+        """Validate every field of every row (a bad field rejects the whole row, with every
+        problem it has) and compute the valid rows' canonical values, hashes and keys."""
+        texts = [_column_texts(chunk, name) for name in self.required]
+        # The batch's content hash, over every row as received (stripped), in order.
+        self.digest.update(_concatenated(_joined([pa.scalar(""), _joined(texts, "\x1f")], "\x1e")))
+
+        problems: dict[int, list[tuple[str, str, str]]] = {}
+        uscc, bad = self._by_distinct(texts[0], self._uscc, optional=False)
+        for row, (code, message) in bad.items():
+            problems[row] = [("uscc", code, message)]
+        values: list[pa.Array] = []
+        for column, parse, column_texts in zip(self.columns, self.parsers, texts[1:], strict=True):
+            if column.fast is not None:
+                canonical, bad = self._fast(column_texts, column, parse)
             else:
-                problem = (name, "required", "A value is required.")
-            values.append(None)
-            errors = [problem] if errors is None else [*errors, problem]
-        if errors is None and self.source == schema.PUBLIC_CREDIT:
-            decided = values[3]
-            for index, name in ((4, "publication_ends_on"), (5, "repaired_on")):
-                other = values[index]
-                if other is not None and decided is not None and other < decided:
-                    problem = (name, "date_order", f"{other} is before {decided}.")
-                    errors = [problem] if errors is None else [*errors, problem]
-        if errors is not None:
-            raw = _raw(row)
-            self.rejections.extend(
-                _Rejection(line, name, code, message, raw) for name, code, message in errors
+                canonical, bad = self._by_distinct(column_texts, parse, column.optional)
+            values.append(canonical)
+            for row, (code, message) in bad.items():
+                problems.setdefault(row, []).append((column.name, code, message))
+        if self.source == schema.PUBLIC_CREDIT:
+            self._check_date_order(values, problems)
+
+        rejections: list[_Rejection] = []
+        invalid_of: list[tuple[str, dict[str, Any]]] = []
+        for row in sorted(problems):
+            errors = problems[row]
+            raw = _raw(chunk[row])
+            rejections.extend(
+                _Rejection(first_line + row, name, code, message, raw)
+                for name, code, message in errors
             )
             if errors[0][0] != "uscc":  # the enterprise is known: minimise once grants are
-                self.invalid_of.append((uscc, raw))
-            self.rejected_rows += 1
-            return None
-        if self.has_optional:
-            canonical = "\x1f".join([uscc, *(v or "" for v in values)])
-        else:
-            canonical = uscc + "\x1f" + "\x1f".join(cast(list[str], values))
-        key = (
-            (uscc, values[self.key_index[0]] or "")
-            if self.key_pair
-            else self.full_key(uscc, values)
+                invalid_of.append((cast(str, uscc[row].as_py()), raw))
+        lines = np.arange(first_line, first_line + len(chunk))
+        if problems:
+            valid = np.ones(len(chunk), dtype=bool)
+            valid[list(problems)] = False
+            keep = pa.array(valid)
+            uscc = uscc.filter(keep)
+            values = [v.filter(keep) for v in values]
+            lines = lines[valid]
+
+        encoded = uscc.dictionary_encode()
+        canonical_rows = _joined([uscc, *values], "\x1f").cast(pa.binary())
+        sha256 = hashlib.sha256
+        return _Parsed(
+            lines=lines,
+            usccs=encoded.dictionary.to_pylist(),
+            uscc_index=encoded.indices.to_numpy(zero_copy_only=False),
+            uscc=uscc,
+            values=values,
+            hashes=[sha256(row).hexdigest() for row in canonical_rows.to_pylist()],
+            keys=_joined([uscc, *(values[i] for i in self.key_index)], "\x1f").to_pylist(),
+            rejections=rejections,
+            invalid=len(problems),
+            invalid_of=invalid_of,
         )
-        return _Row(line, uscc, tuple(values), hashlib.sha256(canonical.encode()).hexdigest(), key)
+
+    @staticmethod
+    def _check_date_order(
+        values: list[pa.Array], problems: dict[int, list[tuple[str, str, str]]]
+    ) -> None:
+        """Public credit: publication end and repair come on or after the decision (checked
+        only on rows with no other problem; ISO dates compare as text)."""
+        decided = values[3]
+        clean = set(range(len(decided))) - set(problems)
+        for index, name in ((4, "publication_ends_on"), (5, "repaired_on")):
+            other = values[index]
+            for row in _rows(pc.less(other, decided)).tolist():
+                if row in clean:
+                    message = f"{other[row].as_py()} is before {decided[row].as_py()}."
+                    problems.setdefault(row, []).append((name, "date_order", message))
 
     # Authorization ------------------------------------------------------------------
 
@@ -529,67 +730,104 @@ class _Ingestion:
         for start in range(0, len(new), size):
             part = new[start : start + size]
             query = sa.select(Enterprise.uscc, Enterprise.id).where(Enterprise.uscc.in_(part))
-            found: dict[str, int] = {row.uscc: row.id for row in db.session.execute(query)}
+            found: dict[str, int] = {row.uscc: row.id for row in self._read().execute(query)}
             for uscc in part:
                 self.enterprise_ids[uscc] = found.get(uscc)
             if self.scope is not None:
                 registered = [u for u in part if found.get(u) is not None]
                 windows = (
-                    authorization.collection_windows(self.scope, registered, now=self.now)
+                    authorization.collection_windows(
+                        self.scope, registered, now=self.now, connection=self.reader
+                    )
                     if registered
                     else {}
                 )
                 for uscc in part:
                     self.windows[uscc] = windows.get(uscc)
 
-    def _minimise_invalid(self) -> None:
+    def _minimise_invalid(self, invalid_of: list[tuple[str, dict[str, Any]]]) -> None:
         """Keep only the key of an invalid row whose enterprise may not be collected."""
         keep = (*self.key_columns, schema.PERIOD_COLUMN[self.source])
-        for uscc, raw in self.invalid_of:
+        for uscc, raw in invalid_of:
             unknown = self.enterprise_ids.get(uscc) is None
             if unknown or (self.scope is not None and self.windows.get(uscc) is None):
                 for name in list(raw):
                     if name not in keep:
                         del raw[name]
-        self.invalid_of = []
 
-    def full_key(self, uscc: str, values: list[str | None]) -> tuple[str, ...]:
-        first, second = self.key_index  # natural keys have at most two columns after uscc
-        return (uscc, values[first] or "", values[second] or "")
+    def _window_bounds(self, usccs: list[str]) -> tuple[list[str | None], list[str | None]]:
+        """Per USCC, the first and last period its live collection grant covers, as text
+        that compares like the periods ('YYYY' or 'YYYY-MM'), or None without a grant."""
+        shape = "%Y" if self.source == schema.TAX_CREDIT_RATING else "%Y-%m"
+        lows: list[str | None] = []
+        highs: list[str | None] = []
+        for uscc in usccs:
+            window = self.windows.get(uscc)
+            lows.append(None if window is None else window.data_from.strftime(shape))
+            highs.append(None if window is None else window.data_to.strftime(shape))
+        return lows, highs
 
-    def _grant_problem(self, row: _Row) -> tuple[str, str] | None:
-        if self.scope is None:
-            return None
-        window = self.windows.get(row.uscc)
-        if window is None:
-            return "no_grant", f"No live collection grant for {self.scope}; not stored."
-        period = row.values[self.period_index] or ""
-        if self.source == schema.TAX_CREDIT_RATING:
-            inside = window.data_from.year <= int(period) <= window.data_to.year
-        else:
-            months = self.window_months.get(window.authorization_id)
-            if months is None:
-                months = (f"{window.data_from:%Y-%m}", f"{window.data_to:%Y-%m}")
-                self.window_months[window.authorization_id] = months
-            inside = months[0] <= period <= months[1]
-        if inside:
-            return None
-        return (
-            "outside_data_range",
-            f"{period} is outside the authorized months "
-            f"{window.data_from:%Y-%m}..{window.data_to:%Y-%m}; not stored.",
-        )
-
-    def _redacted(self, row: _Row) -> dict[str, Any]:
-        raw: dict[str, Any] = {"uscc": row.uscc}
-        names = [c.name for c in self.columns]
+    def _redacted(self, parsed: _Parsed, row: int) -> dict[str, Any]:
+        raw: dict[str, Any] = {"uscc": parsed.uscc[row].as_py()}
         for key in (*self.key_columns[1:], schema.PERIOD_COLUMN[self.source]):
-            raw[key] = row.values[names.index(key)]
+            raw[key] = parsed.values[self.names.index(key)][row].as_py()
         return raw
+
+    def _authorize(
+        self, parsed: _Parsed, enterprise_ids: np.ndarray
+    ) -> tuple[np.ndarray, list[_Rejection]]:
+        """Reject the rows of unregistered enterprises, and (but for public credit) those
+        without a live collection grant for the scope or outside its months; only their key
+        is kept. Returns the positions of the rows that may be stored, and the rejections."""
+        unknown = enterprise_ids == 0
+        refused = np.zeros(len(enterprise_ids), dtype=bool)
+        lows: list[str | None] = []
+        highs: list[str | None] = []
+        if self.scope is not None and len(enterprise_ids):
+            lows, highs = self._window_bounds(parsed.usccs)
+            take = pa.array(parsed.uscc_index)
+            period = parsed.values[self.period_index]
+            low = pa.array(lows, pa.string()).take(take)
+            high = pa.array(highs, pa.string()).take(take)
+            outside = pc.or_kleene(pc.less(period, low), pc.greater(period, high))
+            refused = ~unknown & pc.or_kleene(pc.is_null(low), outside).to_numpy(
+                zero_copy_only=False
+            )
+        if not (unknown.any() or refused.any()):
+            return np.arange(len(enterprise_ids)), []
+        rejections: list[_Rejection] = []
+        for row in _rows(unknown | refused).tolist():
+            uscc = parsed.usccs[parsed.uscc_index[row]]
+            line = int(parsed.lines[row])
+            self.rejected_rows += 1
+            if unknown[row]:
+                message = f"{uscc} is not registered on the platform; not stored."
+                rejections.append(
+                    _Rejection(
+                        line, "uscc", "unknown_enterprise", message, self._redacted(parsed, row)
+                    )
+                )
+                continue
+            self._counts(int(enterprise_ids[row])).refused += 1
+            window = self.windows.get(uscc)
+            if window is None:
+                code, message = (
+                    "no_grant",
+                    f"No live collection grant for {self.scope}; not stored.",
+                )
+            else:
+                period = parsed.values[self.period_index][row].as_py()
+                code = "outside_data_range"
+                message = (
+                    f"{period} is outside the authorized months "
+                    f"{window.data_from:%Y-%m}..{window.data_to:%Y-%m}; not stored."
+                )
+            rejections.append(_Rejection(line, None, code, message, self._redacted(parsed, row)))
+        return _rows(~(unknown | refused)), rejections
 
     # Versions -----------------------------------------------------------------------
 
-    def _load_latest(self, usccs: set[str]) -> None:
+    def _load_latest(self, usccs: list[str]) -> None:
         """The latest (version, content hash) of every stored record of these enterprises.
 
         On PostgreSQL the lookup goes enterprise by enterprise through the unique index
@@ -601,7 +839,7 @@ class _Ingestion:
         key_cols = [table.c[k] for k in self.key_columns]
         wanted = sorted(usccs)
         size = 20_000 if self.postgres else 900
-        found: dict[tuple[str, ...], tuple[int, str]] = {}
+        found: dict[str, tuple[int, str]] = {}
         columns = ", ".join(f'r."{k}"' for k in (*self.key_columns, "version", "content_hash"))
         # Identifiers come from the models, never from input; the USCCs are a bound array
         # (hence the noqa/nosec for string-built SQL below).
@@ -610,6 +848,7 @@ class _Ingestion:
             f'CROSS JOIN LATERAL (SELECT {columns} FROM "{self.model.__tablename__}" AS r '
             f"WHERE r.uscc = u.uscc OFFSET 0) AS t"
         )
+        width = len(key_cols)
         for start in range(0, len(wanted), size):
             part = wanted[start : start + size]
             stmt: sa.Executable
@@ -619,75 +858,87 @@ class _Ingestion:
                 stmt = sa.select(*key_cols, table.c.version, table.c.content_hash).where(
                     table.c.uscc.in_(part)
                 )
-            for record in db.session.execute(stmt):
-                key = tuple(str(v) for v in record[: len(key_cols)])
+            for record in self._read().execute(stmt):
+                key = "\x1f".join([str(v) for v in record[:width]])
                 version, digest = record[-2], record[-1]
                 current = found.get(key)
                 if current is None or version > current[0]:
                     found[key] = (version, digest)
         for key, value in found.items():
             self.latest.setdefault(key, value)
+        self.loaded.update(usccs)
 
     # The chunk ----------------------------------------------------------------------
 
-    def process(self, first_line: int, chunk: list[Mapping[str, Any]]) -> None:
-        valid: list[_Row] = []
-        rejections: list[_Rejection] = []
-        self.rejections = rejections
-        names, digest, validate = self.required, self.digest, self.validate
-        for line, mapping in enumerate(chunk, first_line):
-            texts = [v.strip() if type(v) is str else _text(v) for v in map(mapping.get, names)]
-            digest.update(("\x1e" + "\x1f".join(texts)).encode())
-            result = validate(line, texts, mapping)
-            if result is not None:
-                valid.append(result)
-        self._lookup({row.uscc for row in valid} | {uscc for uscc, _ in self.invalid_of})
-        self._minimise_invalid()
+    def _read(self) -> Any:
+        return self.reader if self.reader is not None else db.session
 
-        authorized: list[tuple[_Row, int]] = []
-        enterprise_ids = self.enterprise_ids
-        for row in valid:
-            enterprise_id = enterprise_ids.get(row.uscc)
-            if enterprise_id is None:
-                rejections.append(
-                    _Rejection(
-                        row.line,
-                        "uscc",
-                        "unknown_enterprise",
-                        f"{row.uscc} is not registered on the platform; not stored.",
-                        self._redacted(row),
-                    )
-                )
-                self.rejected_rows += 1
-                continue
-            problem = self._grant_problem(row)
-            if problem is not None:
-                code, message = problem
-                rejections.append(_Rejection(row.line, None, code, message, self._redacted(row)))
-                self.rejected_rows += 1
-                self._counts(enterprise_id).refused += 1
-                continue
-            authorized.append((row, enterprise_id))
+    def apply(self, parsed: _Parsed) -> None:
+        """Check a parsed chunk against the platform, then store what may be stored: new
+        records as version 1, changed ones as the next version, duplicates not at all.
 
-        latest = self.latest
-        self._load_latest({row.uscc for row, _ in authorized if row.key not in latest})
-        to_store: list[tuple[_Row, int, int]] = []
-        per_enterprise = self.per_enterprise
-        for row, enterprise_id in authorized:
-            counts = per_enterprise.get(enterprise_id) or self._counts(enterprise_id)
-            previous = latest.get(row.key)
-            if previous is not None and previous[1] == row.content_hash:
-                counts.duplicates += 1
+        With a reader, the checks run while the previous chunk's COPY is still being
+        stored; without one they wait for it (the session's connection is busy)."""
+        if self.reader is None:
+            self.finish()
+        self.rejected_rows += parsed.invalid
+        self._lookup(set(parsed.usccs) | {uscc for uscc, _ in parsed.invalid_of})
+        self._minimise_invalid(parsed.invalid_of)
+        ids = np.array([self.enterprise_ids.get(u) or 0 for u in parsed.usccs], dtype=np.int64)
+        enterprise_ids = ids[parsed.uscc_index] if len(parsed.keys) else ids[:0]
+        authorized, refused = self._authorize(parsed, enterprise_ids)
+        stored: list[int] = []
+        versions: list[int] = []
+        if authorized.size:
+            stored, versions = self._versions(parsed, authorized, enterprise_ids)
+        self.finish()
+        self._store_rejections([*parsed.rejections, *refused])
+        if stored:
+            self._store(parsed, np.array(stored, dtype=np.int64), enterprise_ids, versions)
+
+    def _versions(
+        self, parsed: _Parsed, authorized: np.ndarray, enterprise_ids: np.ndarray
+    ) -> tuple[list[int], list[int]]:
+        """Compare each authorized row with the latest version of its key: the rows to
+        store and their versions (identical content is a duplicate and is not stored)."""
+        present = np.zeros(len(parsed.usccs), dtype=bool)
+        present[parsed.uscc_index[authorized]] = True
+        self._load_latest(
+            [u for u, p in zip(parsed.usccs, present, strict=True) if p and u not in self.loaded]
+        )
+        latest, keys, hashes = self.latest, parsed.keys, parsed.hashes
+        stored: list[int] = []
+        versions: list[int] = []
+        duplicates: list[int] = []
+        for row in authorized.tolist():
+            key, digest = keys[row], hashes[row]
+            previous = latest.get(key)
+            if previous is None:
+                version = 1
+            elif previous[1] == digest:
+                duplicates.append(row)
                 continue
-            version = 1 if previous is None else previous[0] + 1
-            latest[row.key] = (version, row.content_hash)
-            if version == 1:
-                counts.accepted += 1
             else:
-                counts.corrected += 1
-            to_store.append((row, enterprise_id, version))
-        self._store(to_store)
-        self._store_rejections(rejections)
+                version = previous[0] + 1
+            latest[key] = (version, digest)
+            stored.append(row)
+            versions.append(version)
+        self._count(enterprise_ids[duplicates], "duplicates")
+        new = np.array(versions, dtype=np.int64) == 1
+        self._count(enterprise_ids[stored][new], "accepted")
+        self._count(enterprise_ids[stored][~new], "corrected")
+        return stored, versions
+
+    def finish(self) -> None:
+        """Wait for the last COPY to be stored (raises its IntegrityError, if any)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.finish()
+
+    def abort(self, exc: BaseException) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.abort(exc)
 
     def _counts(self, enterprise_id: int) -> _Counts:
         counts = self.per_enterprise.get(enterprise_id)
@@ -695,54 +946,66 @@ class _Ingestion:
             counts = self.per_enterprise[enterprise_id] = _Counts()
         return counts
 
+    def _count(self, enterprise_ids: np.ndarray, outcome: str) -> None:
+        if not enterprise_ids.size:
+            return
+        ids, counts = np.unique(enterprise_ids, return_counts=True)
+        for enterprise_id, count in zip(ids.tolist(), counts.tolist(), strict=True):
+            counts_of = self._counts(enterprise_id)
+            setattr(counts_of, outcome, getattr(counts_of, outcome) + count)
+
     # Writing ------------------------------------------------------------------------
 
-    def _record_columns(self) -> list[str]:
-        return [
-            "uscc",
-            *(c.name for c in self.columns),
-            "enterprise_id",
-            "provider",
-            "batch_id",
-            "version",
-            "content_hash",
-            "received_at",
-        ]
-
-    def _store(self, rows: list[tuple[_Row, int, int]]) -> None:
-        if not rows:
-            return
-        names = self._record_columns()
+    def _store(
+        self, parsed: _Parsed, rows: np.ndarray, enterprise_ids: np.ndarray, versions: list[int]
+    ) -> None:
+        take = pa.array(rows)
+        uscc = parsed.uscc.take(take)
+        values = [v.take(take) for v in parsed.values]
+        hashes = pa.array([parsed.hashes[i] for i in rows.tolist()], pa.string())
         if self.postgres:
-            middle = f"\t{_copy_text(self.provider)}\t{self.batch.id}\t"
-            received = self.now.isoformat()
-            lines = []
-            for row, enterprise_id, version in rows:
-                values = "\t".join("\\N" if v is None else v for v in row.values)
-                lines.append(
-                    f"{row.uscc}\t{values}\t{enterprise_id}{middle}{version}\t"
-                    f"{row.content_hash}\t{received}\n"
-                )
-            _copy(self.model.__tablename__, names, lines)
-        else:
-            converters = [c.to_python for c in self.columns]
-            params = []
-            for row, enterprise_id, version in rows:
-                record: dict[str, Any] = {"uscc": row.uscc}
-                for column, convert, value in zip(
-                    self.columns, converters, row.values, strict=True
-                ):
-                    record[column.name] = None if value is None else convert(value)
-                record.update(
-                    enterprise_id=enterprise_id,
-                    provider=self.provider,
-                    batch_id=self.batch.id,
-                    version=version,
-                    content_hash=row.content_hash,
-                    received_at=self.now,
-                )
-                params.append(record)
-            db.session.execute(sa.insert(cast(sa.Table, self.model.__table__)), params)
+            lines = _joined(
+                [
+                    uscc,
+                    *values,
+                    pa.array(enterprise_ids[rows]).cast(pa.string()),
+                    pa.scalar(_copy_text(self.provider)),
+                    pa.scalar(str(self.batch.id)),
+                    pa.array(versions, pa.int64()).cast(pa.string()),
+                    hashes,
+                    pa.scalar(self.now.isoformat() + "\n"),
+                ],
+                "\t",
+                null="\\N",
+            )
+            self.pending = _PendingCopy(
+                self.model.__tablename__, self.copy_columns, _concatenated(lines)
+            )
+            return
+        columns: dict[str, list[Any]] = {"uscc": uscc.to_pylist()}
+        for column, array in zip(self.columns, values, strict=True):
+            convert = column.to_python
+            columns[column.name] = [None if v is None else convert(v) for v in array.to_pylist()]
+        names = list(columns)
+        params = [
+            {
+                **dict(zip(names, record, strict=True)),
+                "enterprise_id": enterprise_id,
+                "provider": self.provider,
+                "batch_id": self.batch.id,
+                "version": version,
+                "content_hash": digest,
+                "received_at": self.now,
+            }
+            for *record, enterprise_id, version, digest in zip(
+                *columns.values(),
+                enterprise_ids[rows].tolist(),
+                versions,
+                hashes.to_pylist(),
+                strict=True,
+            )
+        ]
+        db.session.execute(sa.insert(cast(sa.Table, self.model.__table__)), params)
 
     def _store_rejections(self, rejections: list[_Rejection]) -> None:
         if not rejections:
@@ -769,18 +1032,8 @@ def _copy_text(value: str) -> str:
 
 def _copy(table: str, columns: list[str], lines: list[str]) -> None:
     """``COPY`` text-format ``lines`` into ``table`` on the session's own connection (and so
-    in its transaction)."""
-    connection = db.session.connection().connection.driver_connection
-    assert connection is not None  # noqa: S101
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    statement = f'COPY "{table}" ({quoted}) FROM STDIN'
-    try:
-        with connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for start in range(0, len(lines), 10_000):
-                copy.write("".join(lines[start : start + 10_000]))
-    except psycopg.errors.IntegrityError as exc:
-        # As SQLAlchemy would raise it, so callers handle one kind of conflict.
-        raise sa.exc.IntegrityError(statement, None, exc) from exc
+    in its transaction), waiting until it is stored."""
+    _PendingCopy(table, columns, memoryview("".join(lines).encode())).finish()
 
 
 def _batch_hash(source: str, rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...]) -> str:
@@ -789,6 +1042,23 @@ def _batch_hash(source: str, rows: Iterable[Mapping[str, Any]], columns: tuple[s
         texts = [v.strip() if type(v) is str else _text(v) for v in map(row.get, columns)]
         digest.update(("\x1e" + "\x1f".join(texts)).encode())
     return digest.hexdigest()
+
+
+def _reader() -> sa.Connection | None:
+    """On PostgreSQL, a second connection for the batch's lookups (enterprises, grants,
+    stored versions), so they run while the session's connection stores the previous
+    chunk — but only when the caller's transaction has written nothing yet: then what is
+    committed is exactly what the session sees (the batch's own writes are tracked in
+    memory), and the lookups may be read from anywhere. A transaction that has (an
+    enterprise registered and its records ingested at once, say) does its lookups on the
+    session, after each COPY."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return None
+    db.session.flush()  # pending changes count as writes
+    fresh = db.session.execute(sa.text("SELECT pg_current_xact_id_if_assigned() IS NULL"))
+    if not fresh.scalar():
+        return None
+    return db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def find_batch(provider: str, idempotency_key: str) -> IngestionBatch | None:
@@ -862,28 +1132,39 @@ def ingest_rows(
             )
         )
 
-    batch = IngestionBatch(
-        source=source,
-        provider=provider,
-        idempotency_key=key,
-        content_hash="",
-        received_at=now,
-        submitted_by_user_id=actor.id if isinstance(actor, User) else None,
-        submitted_by_client=actor if isinstance(actor, str) else None,
-        status=BatchStatus.PROCESSING,
-        filename=filename,
-    )
-    db.session.add(batch)
-    db.session.flush()
+    reader = _reader()
+    try:
+        batch = IngestionBatch(
+            source=source,
+            provider=provider,
+            idempotency_key=key,
+            content_hash="",
+            received_at=now,
+            submitted_by_user_id=actor.id if isinstance(actor, User) else None,
+            submitted_by_client=actor if isinstance(actor, str) else None,
+            status=BatchStatus.PROCESSING,
+            filename=filename,
+        )
+        db.session.add(batch)
+        db.session.flush()
 
-    work = _Ingestion(source, batch, provider, now)
-    line = first_line
-    total = 0
-    with _cyclic_gc_paused():
-        for chunk in _chunks(all_rows(), CHUNK_ROWS):
-            work.process(line, chunk)
-            line += len(chunk)
-            total += len(chunk)
+        work = _Ingestion(source, batch, provider, now, reader)
+        line = first_line
+        total = 0
+        with _cyclic_gc_paused():
+            try:
+                for chunk in _chunks(all_rows(), CHUNK_ROWS):
+                    # Parsing this chunk overlaps the database storing the previous one.
+                    work.apply(work.parse(line, chunk))
+                    line += len(chunk)
+                    total += len(chunk)
+                work.finish()
+            except BaseException as exc:
+                work.abort(exc)
+                raise
+    finally:
+        if reader is not None:
+            reader.close()
 
     batch.content_hash = work.digest.hexdigest()
     batch.rows_total = total
@@ -944,7 +1225,9 @@ def _audit(
     for enterprise_id in sorted(work.per_enterprise):
         counts = work.per_enterprise[enterprise_id]
         seq += 1
-        event = AuditEvent(
+        # The columns of the event, chained exactly as audit.record chains an AuditEvent
+        # (no ORM object per event: a batch can touch a hundred thousand enterprises).
+        event = SimpleNamespace(
             seq=seq,
             occurred_at=now,
             actor_user_id=user.id if user else None,
@@ -963,14 +1246,18 @@ def _audit(
             },
             prev_hash=prev_hash,
         )
-        event.hash = audit.chain_hash(prev_hash, event)
+        event.hash = audit.chain_hash(prev_hash, cast(AuditEvent, event))
         prev_hash = event.hash
         params.append({name: getattr(event, name) for name in _AUDIT_COLUMNS})
     if not params:
         return
     if work.postgres:
+        # Only these differ from one event to the next; the others are written once.
+        varying = {"seq", "enterprise_id", "details", "prev_hash", "hash"}
+        fixed = {n: _copy_value(params[0][n]) for n in _AUDIT_COLUMNS if n not in varying}
         lines = [
-            "\t".join(_copy_value(record[name]) for name in _AUDIT_COLUMNS) + "\n"
+            "\t".join([fixed[n] if n in fixed else _copy_value(record[n]) for n in _AUDIT_COLUMNS])
+            + "\n"
             for record in params
         ]
         _copy(AuditEvent.__tablename__, list(_AUDIT_COLUMNS), lines)

@@ -8,7 +8,8 @@ the foreign keys ``enterprise_id -> enterprise.id`` and ``batch_id -> ingestion_
 of those tables by the same rule checked once per statement:
 
 * after every INSERT or UPDATE statement on a record table, the distinct enterprises and
-  batches its new rows name are locked ``FOR KEY SHARE`` (as a foreign key locks them, so a
+  batches its new rows name (a few thousand ids for a hundred thousand rows, each looked up
+  once) are locked ``FOR KEY SHARE`` (as a foreign key locks them, so a
   concurrent delete waits) and any id not present raises ``foreign_key_violation``
   (SQLSTATE 23503, an ``IntegrityError`` like the foreign key's own);
 * deleting an enterprise or a batch, or changing its id, while a record still names it
@@ -40,10 +41,9 @@ DECLARE
     missing bigint;
 BEGIN
     PERFORM 1 FROM enterprise AS e
-     WHERE e.id IN (SELECT n.enterprise_id FROM new_rows AS n) FOR KEY SHARE OF e;
-    SELECT n.enterprise_id INTO missing FROM new_rows AS n
-     WHERE n.enterprise_id IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM enterprise AS e WHERE e.id = n.enterprise_id)
+     WHERE e.id IN (SELECT DISTINCT n.enterprise_id FROM new_rows AS n) FOR KEY SHARE OF e;
+    SELECT d.id INTO missing FROM (SELECT DISTINCT n.enterprise_id AS id FROM new_rows AS n) AS d
+     WHERE d.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM enterprise AS e WHERE e.id = d.id)
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'insert or update on table "%" violates foreign key constraint "fk_%_enterprise_id_enterprise"', TG_TABLE_NAME, TG_TABLE_NAME
@@ -53,10 +53,9 @@ BEGIN
                   CONSTRAINT = format('fk_%s_enterprise_id_enterprise', TG_TABLE_NAME);
     END IF;
     PERFORM 1 FROM ingestion_batch AS b
-     WHERE b.id IN (SELECT n.batch_id FROM new_rows AS n) FOR KEY SHARE OF b;
-    SELECT n.batch_id INTO missing FROM new_rows AS n
-     WHERE n.batch_id IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM ingestion_batch AS b WHERE b.id = n.batch_id)
+     WHERE b.id IN (SELECT DISTINCT n.batch_id FROM new_rows AS n) FOR KEY SHARE OF b;
+    SELECT d.id INTO missing FROM (SELECT DISTINCT n.batch_id AS id FROM new_rows AS n) AS d
+     WHERE d.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ingestion_batch AS b WHERE b.id = d.id)
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'insert or update on table "%" violates foreign key constraint "fk_%_batch_id_ingestion_batch"', TG_TABLE_NAME, TG_TABLE_NAME
