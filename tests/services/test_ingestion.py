@@ -15,6 +15,7 @@ from app.services import audit, authorization, ingestion
 from models import AuditEvent, AuthorizationKind, Enterprise, User
 from models.ingestion import BatchStatus, IngestionBatch, RejectedRow
 from models.records import PublicCreditRecord, SocialInsuranceRecord, TaxRecord
+from tests.conftest import Factory
 
 NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
 BAD_USCC = "91350100M000100Y4X"  # wrong check digit
@@ -112,6 +113,10 @@ def test_valid_rows_are_stored_with_canonical_values(app_ctx, factory):
         ("tax_type", "@SUM(A1:A9)", "bad_enum"),
         ("declared_sales", "+1+1", "bad_amount"),
         ("arrears", "-1+2", "bad_amount"),
+        # Full-width digits are not amounts or months the database would take.
+        ("amount_paid", "１２００", "bad_amount"),
+        ("period", "２０２６-０９", "bad_month"),
+        ("late_filing", " 1x", "bad_flag"),
     ],
 )
 def test_a_bad_field_rejects_the_whole_row_and_keeps_it(app_ctx, factory, field, value, code):
@@ -470,4 +475,156 @@ def test_concurrent_batches_with_the_same_record_store_it_once_on_postgresql(pg_
     with pg_app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(TaxRecord)) == 1
         assert audit.verify().ok
+        db.session.remove()
+
+
+def test_values_outside_the_fast_path_are_judged_by_the_parsers(app_ctx, factory):
+    """Amounts and counts are checked column-wide; anything unusual (spaces, numbers from
+    JSON, leading zeros) still gets the same canonical value or the same precise problem."""
+    enterprise, _, _ = _enterprise(factory)
+    batch = _ingest(
+        [
+            _tax(enterprise.uscc, "2026-07", amount_paid=" 0012.5 ", declared_sales=98000),
+            _tax(enterprise.uscc, "2026-08", amount_paid=1200.5, late_filing=True, arrears=0),
+            _tax(enterprise.uscc, "2026-09", amount_paid="12.", arrears=None),
+        ],
+        first_line=2,
+    )
+    db.session.commit()
+    assert (batch.accepted, batch.rejected) == (2, 1)
+    stored = {r.period: r for r in db.session.scalars(sa.select(TaxRecord))}
+    assert stored["2026-07"].amount_paid == Decimal("12.50")
+    assert stored["2026-07"].declared_sales == Decimal("98000.00")
+    assert (stored["2026-08"].amount_paid, stored["2026-08"].late_filing) == (
+        Decimal("1200.50"),
+        True,
+    )
+    assert [(r.line, r.field, r.code) for r in _rejections(batch)] == [
+        (4, "amount_paid", "bad_amount"),
+        (4, "arrears", "required"),
+    ]
+
+
+def _spy_reader(monkeypatch):
+    """Records, per batch, whether its lookups got a connection of their own."""
+    seen: list[bool] = []
+    real = ingestion._reader
+
+    def spy():
+        reader = real()
+        seen.append(reader is not None)
+        return reader
+
+    monkeypatch.setattr(ingestion, "_reader", spy)
+    return seen
+
+
+def _chunked_history(uscc):
+    """Three chunks of three rows: a record, its correction two chunks later, the same
+    correction again (a duplicate) and the first content back (a third version)."""
+    return [
+        _tax(uscc, "2026-01", amount_paid="1"),
+        _tax(uscc, "2026-02"),
+        _tax(uscc, "2026-03"),
+        _tax(uscc, "2026-04"),
+        _tax(uscc, "2026-01", amount_paid="2"),  # chunk 2: a correction
+        _tax(uscc, "2026-05"),
+        _tax(uscc, "2026-01", amount_paid="2"),  # chunk 3: a duplicate of the correction
+        _tax(uscc, "2026-01", amount_paid="1"),  # the first content again: version 3
+        _tax(uscc, "bad"),
+    ]
+
+
+@pytest.mark.postgres
+def test_pipelined_chunks_version_records_across_chunks_on_postgresql(pg_app, monkeypatch):
+    """On PostgreSQL a chunk's lookups and versions are worked out while the previous
+    chunk's COPY is still running (on a second connection, the transaction being fresh);
+    the outcome is exactly that of one chunk after the other."""
+    monkeypatch.setattr(ingestion, "CHUNK_ROWS", 3)
+    readers = _spy_reader(monkeypatch)
+    factory = Factory(pg_app)
+    with pg_app.app_context():
+        enterprise, _, _ = _enterprise(factory)
+        uscc = enterprise.uscc
+        db.session.commit()
+        db.session.remove()
+    with pg_app.app_context():
+        batch = _ingest(_chunked_history(uscc))
+        db.session.commit()
+        counts = (batch.accepted, batch.corrected, batch.duplicates, batch.rejected)
+        assert counts == (5, 2, 1, 1)
+        versions = db.session.execute(
+            sa.select(TaxRecord.version, TaxRecord.amount_paid)
+            .where(TaxRecord.period == "2026-01")
+            .order_by(TaxRecord.version)
+        ).all()
+        assert versions == [(1, Decimal("1.00")), (2, Decimal("2.00")), (3, Decimal("1.00"))]
+        assert _rejections(batch)[0].line == 9
+        assert audit.verify().ok
+        assert readers == [True]  # the lookups went to the second connection
+        db.session.remove()
+
+
+@pytest.mark.postgres
+def test_an_enterprise_registered_in_the_same_transaction_has_its_records_stored(
+    pg_app, monkeypatch
+):
+    """The lookups see what the caller's own transaction wrote (no second connection then):
+    an enterprise and its grant made just before, not yet committed, are found."""
+    monkeypatch.setattr(ingestion, "CHUNK_ROWS", 3)
+    readers = _spy_reader(monkeypatch)
+    from app.services import accounts
+    from app.services.demo import demo_uscc
+
+    with pg_app.app_context():
+        user = accounts.register_enterprise(
+            accounts.EnterpriseRegistration(
+                uscc=demo_uscc(77_002), name="同事务测试有限公司", legal_representative="林测试",
+                founded_on=dt.date(2018, 5, 1), region_code="350102", industry_code="C13",
+                employees=25, annual_revenue=Decimal("5000000"), total_assets=None,
+                user_name="经办人", email="same-tx@example.com", password="correct horse battery",
+            )
+        )  # fmt: skip
+        enterprise = db.session.scalar(
+            sa.select(Enterprise).where(Enterprise.organization_id == user.organization_id)
+        )
+        authorization.grant(
+            user,
+            enterprise,
+            authorization.GrantRequest(AuthorizationKind.COLLECTION, ("tax",)),
+            now=NOW - dt.timedelta(days=1),
+        )
+        batch = _ingest(_chunked_history(enterprise.uscc))  # nothing committed yet
+        assert (batch.accepted, batch.corrected, batch.duplicates, batch.rejected) == (5, 2, 1, 1)
+        db.session.commit()
+        assert _count(TaxRecord) == 7
+        assert readers == [False]  # the session's own connection
+        db.session.remove()
+
+
+@pytest.mark.postgres
+def test_a_batch_failing_midway_keeps_nothing_on_postgresql(pg_app, monkeypatch):
+    """The rows stop arriving with an error (a file that cannot be decoded, say) while the
+    first chunk's COPY is still running: the COPY is cancelled, the error reaches the
+    caller, and after the rollback nothing of the batch is left; the session works on."""
+    monkeypatch.setattr(ingestion, "CHUNK_ROWS", 3)
+    factory = Factory(pg_app)
+    with pg_app.app_context():
+        enterprise, _, _ = _enterprise(factory)
+        uscc = enterprise.uscc
+        db.session.remove()
+
+    def rows():
+        yield from _chunked_history(uscc)[:4]
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    with pg_app.app_context():
+        with pytest.raises(UnicodeDecodeError):
+            _ingest(rows())
+        db.session.rollback()
+        assert _count(TaxRecord) == 0
+        assert _count(IngestionBatch) == 0
+        batch = _ingest(_chunked_history(uscc))
+        db.session.commit()
+        assert batch.accepted == 5
         db.session.remove()
