@@ -14,7 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
 
 from bench.faults.common import bench_schema, flask, processes, report
 

@@ -20,9 +20,12 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
 
 from bench.faults.common import bench_schema, flask, free_port, processes, report
 
