@@ -833,37 +833,50 @@ class _Ingestion:
         On PostgreSQL the lookup goes enterprise by enterprise through the unique index
         (a LATERAL subquery behind an ``OFFSET 0`` fence): a plain ``uscc IN (...)`` over
         a table that just grew by a million rows and has no fresh statistics is planned as
-        a sequential scan per chunk, which made large batches quadratic.
+        a sequential scan per chunk, which made large batches quadratic. The server joins
+        the key (as :meth:`parse` does) and psycopg's own cursor reads the rows, which a
+        batch of corrections or re-sent months has by the hundred thousand.
         """
-        table = self.model.__table__
-        key_cols = [table.c[k] for k in self.key_columns]
-        wanted = sorted(usccs)
-        size = 20_000 if self.postgres else 900
         found: dict[str, tuple[int, str]] = {}
-        columns = ", ".join(f'r."{k}"' for k in (*self.key_columns, "version", "content_hash"))
-        # Identifiers come from the models, never from input; the USCCs are a bound array
-        # (hence the noqa/nosec for string-built SQL below).
-        lateral = sa.text(
-            f"SELECT t.* FROM unnest(CAST(:usccs AS varchar[])) AS u(uscc) "  # noqa: S608  # nosec B608
-            f'CROSS JOIN LATERAL (SELECT {columns} FROM "{self.model.__tablename__}" AS r '
-            f"WHERE r.uscc = u.uscc OFFSET 0) AS t"
-        )
-        width = len(key_cols)
-        for start in range(0, len(wanted), size):
-            part = wanted[start : start + size]
-            stmt: sa.Executable
-            if self.postgres:
-                stmt = lateral.bindparams(usccs=part)
-            else:
+        wanted = sorted(usccs)
+        if self.postgres:
+            keys = ", ".join(f't."{k}"' for k in self.key_columns)
+            columns = ", ".join(f'r."{k}"' for k in (*self.key_columns, "version", "content_hash"))
+            # Identifiers come from the models, never from input; the USCCs are a bound
+            # array (hence the noqa/nosec for string-built SQL).
+            lateral = (
+                f"SELECT concat_ws(E'\\x1f', {keys}), t.version, t.content_hash "  # noqa: S608  # nosec B608
+                f"FROM unnest(%(usccs)s::varchar[]) AS u(uscc) "
+                f'CROSS JOIN LATERAL (SELECT {columns} FROM "{self.model.__tablename__}" AS r '
+                f"WHERE r.uscc = u.uscc OFFSET 0) AS t"
+            )
+            connection = (
+                self.reader.connection
+                if self.reader is not None
+                else db.session.connection().connection
+            ).driver_connection
+            assert connection is not None  # noqa: S101
+            for start in range(0, len(wanted), 20_000):
+                with connection.cursor() as cursor:
+                    cursor.execute(lateral, {"usccs": wanted[start : start + 20_000]})
+                    for key, version, digest in cursor:
+                        current = found.get(key)
+                        if current is None or version > current[0]:
+                            found[key] = (version, digest)
+        else:
+            table = self.model.__table__
+            key_cols = [table.c[k] for k in self.key_columns]
+            width = len(key_cols)
+            for start in range(0, len(wanted), 900):
                 stmt = sa.select(*key_cols, table.c.version, table.c.content_hash).where(
-                    table.c.uscc.in_(part)
+                    table.c.uscc.in_(wanted[start : start + 900])
                 )
-            for record in self._read().execute(stmt):
-                key = "\x1f".join([str(v) for v in record[:width]])
-                version, digest = record[-2], record[-1]
-                current = found.get(key)
-                if current is None or version > current[0]:
-                    found[key] = (version, digest)
+                for record in db.session.execute(stmt):
+                    key = "\x1f".join([str(v) for v in record[:width]])
+                    version, digest = record[-2], record[-1]
+                    current = found.get(key)
+                    if current is None or version > current[0]:
+                        found[key] = (version, digest)
         for key, value in found.items():
             self.latest.setdefault(key, value)
         self.loaded.update(usccs)

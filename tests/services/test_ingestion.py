@@ -628,3 +628,41 @@ def test_a_batch_failing_midway_keeps_nothing_on_postgresql(pg_app, monkeypatch)
         db.session.commit()
         assert batch.accepted == 5
         db.session.remove()
+
+
+SAMPLES = {
+    "tax": ({"period": "2026-09", "tax_type": "VAT", "amount_paid": "1", "declared_sales": "2",
+             "late_filing": "0", "arrears": "0"}, "amount_paid", "7"),
+    "tax_credit_rating": ({"year": "2025", "rating": "A"}, "rating", "B"),
+    "social_insurance": ({"month": "2026-09", "insured_headcount": "12", "amount_due": "5",
+                          "amount_paid": "5", "arrears": "0"}, "insured_headcount", "13"),
+    "utilities": ({"month": "2026-09", "utility": "water", "consumption": "3.5",
+                   "amount_billed": "10", "amount_paid": "10", "days_overdue": "0"},
+                  "days_overdue", "3"),
+    "provident_fund": ({"month": "2026-09", "contributing_employees": "9", "amount": "900",
+                        "arrears": "0"}, "amount", "950"),
+    "public_credit": ({"record_id": "CF-2025/001", "record_type": "administrative_penalty",
+                       "severity": "general", "decided_on": "2025-03-01",
+                       "publication_ends_on": "", "repaired_on": ""}, "severity", "serious"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("source", sorted(SAMPLES))
+def test_every_source_recognises_its_stored_records(app_ctx, factory, source):
+    """Each source's natural key, as read back from its table, matches the key of a new
+    row: the same row again is a duplicate, a changed one the next version."""
+    enterprise, _, _ = _enterprise(
+        factory, scopes=("tax", "social_insurance", "utilities", "provident_fund")
+    )
+    sample, field, new_value = SAMPLES[source]
+    row = {"uscc": enterprise.uscc, **sample}
+    changed = {**row, field: new_value}
+    first = _ingest([row], key="1", source=source)
+    db.session.commit()
+    again = _ingest([row], key="2", source=source)
+    db.session.commit()
+    correction = _ingest([changed], key="3", source=source)
+    db.session.commit()
+    assert (first.accepted, again.duplicates, correction.corrected) == (1, 1, 1)
+    model = ingestion.RECORD_MODELS[source]
+    assert db.session.scalar(sa.select(sa.func.max(model.version))) == 2
