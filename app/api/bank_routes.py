@@ -33,7 +33,16 @@ from app.api.spec import (
     not_found,
     operation,
 )
-from app.services import applications, audit, authorization, bank_views, loans, needs, pool
+from app.services import (
+    applications,
+    audit,
+    authorization,
+    bank_views,
+    loans,
+    needs,
+    pool,
+    workdays,
+)
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.authorization import Action
 from models import (
@@ -404,7 +413,7 @@ def _application_out(app: LoanApplication) -> ApplicationOut:
             amount=app.offer_amount, rate=app.offer_rate,
             term_months=app.offer_term_months or app.term_months,
             fee=app.offer_fee or Decimal(0),
-            valid_until=app.offer_valid_until or dt.date.today(),
+            valid_until=app.offer_valid_until or workdays.local_date(),
         )  # fmt: skip
     rejection = (
         RejectionOut(codes=list(app.rejection_codes or []), text=app.rejection_text)

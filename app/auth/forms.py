@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +27,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from app.services import workdays
 from app.services.accounts import password_problem
 from models.codes import (
     CodeError,
@@ -126,7 +126,7 @@ class RegistrationForm(FlaskForm):
     )
 
     def validate_founded_on(self, field: Any) -> None:
-        if field.data and field.data > dt.datetime.now(dt.UTC).date():
+        if field.data and field.data > workdays.local_date():
             raise ValidationError(_l("The founding date cannot be in the future."))
 
     def validate(self, extra_validators: Any = None) -> bool:

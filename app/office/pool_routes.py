@@ -29,6 +29,7 @@ from app.forms import ConfirmForm, MultiCheckboxField, show_error
 from app.office import bp
 from app.security import reauth_required
 from app.services import pool as pool_service
+from app.services import workdays
 from app.services.accounts import AccountError
 from app.services.pool_simulation import simulate_pool
 from app.services.products import grades
@@ -206,7 +207,7 @@ def pool_settings() -> Any:
         if pool is not None:
             form.fill(pool_service.PoolSettings.of(pool))
         else:
-            today = dt.date.today()
+            today = workdays.local_date()
             form.fill(
                 pool_service.PoolSettings(
                     name=_("First-loan credit risk-compensation pool"),

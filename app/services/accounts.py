@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from app.services import audit
+from app.services import audit, workdays
 from models import Enterprise, Organization, OrgKind, Role, SizeClass, User, UserSession, db
 from models.base import utcnow
 from models.sme_size import classify_size
@@ -219,7 +219,7 @@ def register_enterprise(reg: EnterpriseRegistration) -> User:
     email = normalize_email(reg.email)
     if _email_taken(email):
         raise AccountError(_l("This e-mail address already has an account."), field="email")
-    if reg.founded_on > dt.datetime.now(dt.UTC).date():
+    if reg.founded_on > workdays.local_date():
         raise AccountError(_l("The founding date cannot be in the future."), field="founded_on")
     password_hash = hash_password(reg.password)
     size = classify_size(reg.industry_code, reg.employees, reg.annual_revenue, reg.total_assets)

@@ -249,7 +249,7 @@ def make_offer(
         raise AccountError(_l("The term is outside the product's range."), field="term_months")
     if fee < 0:
         raise AccountError(_l("The fee cannot be negative."), field="fee")
-    if valid_until <= now.date():
+    if valid_until <= workdays.local_date(now):
         raise AccountError(_l("An offer must be valid beyond today."), field="valid_until")
     app.offer_amount, app.offer_rate, app.offer_term_months = amount, rate, term_months
     app.offer_fee, app.offer_valid_until = fee, valid_until
@@ -284,7 +284,7 @@ def reject(
 
 def accept(actor: User, app: LoanApplication, now: dt.datetime | None = None) -> None:
     now = now or utcnow()
-    if app.offer_valid_until is not None and app.offer_valid_until < now.date():
+    if app.offer_valid_until is not None and app.offer_valid_until < workdays.local_date(now):
         raise IllegalTransition(_l("This offer has expired."))
     move(app, S.ACCEPTED, actor, now)
 
@@ -338,7 +338,7 @@ def open_offers(actor: User, now: dt.datetime | None = None) -> list[OfferSummar
         summary
         for app in for_enterprise(actor)
         if app.status is S.OFFERED
-        and (app.offer_valid_until is None or app.offer_valid_until >= now.date())
+        and (app.offer_valid_until is None or app.offer_valid_until >= workdays.local_date(now))
         and (summary := offer_summary(app)) is not None
     ]
     return sorted(summaries, key=lambda o: (o.apr, o.application.id))

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
-from app.services import audit
+from app.services import audit, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from models import (
     Authorization,
@@ -167,8 +167,8 @@ def grant(
         )
 
     valid_until = now + dt.timedelta(days=request.valid_days)
-    data_to = _month_start(valid_until.date())
-    data_from = _add_months(_month_start(now.date()), -request.data_months)
+    data_to = _month_start(workdays.local_date(valid_until))
+    data_from = _add_months(_month_start(workdays.local_date(now)), -request.data_months)
     authorization = Authorization(
         enterprise_id=enterprise.id,
         kind=request.kind,

@@ -28,7 +28,7 @@ from flask_babel import lazy_gettext as _l
 
 from app import jobs
 from app.connectors import ConnectorError, FailureReason, connector_for
-from app.services import audit, ingestion
+from app.services import audit, ingestion, workdays
 from app.services.authorization import SCOPE_LABELS, Action, Decision, decide, record_use
 from ml import schema
 from models import (
@@ -152,7 +152,7 @@ def _months(first: dt.date, last: dt.date) -> list[str]:
 
 
 def _last_complete_month(now: dt.datetime) -> dt.date:
-    first_of_month = now.date().replace(day=1)
+    first_of_month = workdays.local_date(now).replace(day=1)
     return (first_of_month - dt.timedelta(days=1)).replace(day=1)
 
 

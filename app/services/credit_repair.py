@@ -36,7 +36,7 @@ STATUS_LABELS = {
 
 
 def _today(now: dt.datetime) -> dt.date:
-    return now.astimezone(workdays.SHANGHAI).date()
+    return workdays.local_date(now)
 
 
 def is_repairable(record: PublicCreditRecord, today: dt.date) -> bool:

@@ -96,7 +96,7 @@ class Filters:
 
 def default_filters(today: dt.date | None = None) -> Filters:
     """The year to date."""
-    today = today or utcnow().astimezone(workdays.SHANGHAI).date()
+    today = today or workdays.local_date()
     return Filters(today.replace(month=1, day=1), today)
 
 

@@ -359,7 +359,7 @@ def seed_applications(limit: int = 60) -> int:
     applied (so a second run adds nothing). Returns the number of applications created."""
     import datetime as dt_
 
-    from app.services import applications, loans, matching, products
+    from app.services import applications, loans, matching, products, workdays
     from models import LoanApplication
 
     bank = db.session.scalar(sa.select(Organization).where(Organization.name == BANK_NAMES[0]))
@@ -371,7 +371,7 @@ def seed_applications(limit: int = 60) -> int:
     if len(applied) >= limit:  # seeded before: a second run adds nothing
         return 0
     limit -= len(applied)
-    today = dt_.date.today()
+    today = workdays.local_date()
     plan = ("submitted", "under_review", "offered", "rejected", "accepted", "declined",
             "disbursed", "repaid", "defaulted", "withdrawn")  # fmt: skip
     created = 0

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import selectinload
 
-from app.services import applications, audit, authorization, pool
+from app.services import applications, audit, authorization, pool, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from models import (
     ApplicationStatus,
@@ -58,7 +58,7 @@ def disburse(
         or app.offer_rate is None
     ):
         raise applications.IllegalTransition(_l("Only an accepted offer can be disbursed."))
-    if disbursed_on > now.date():
+    if disbursed_on > workdays.local_date(now):
         raise AccountError(
             _l("The disbursement date cannot be in the future."), field="disbursed_on"
         )

@@ -18,7 +18,7 @@ import numpy as np
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
-from app.services import authorization, profiles
+from app.services import authorization, profiles, workdays
 from app.services.matching_engine import (
     PUBLIC_CLASSES,
     RULES,
@@ -146,7 +146,7 @@ def facts_of(enterprises: Sequence[Enterprise], now: dt.datetime | None = None) 
     ids = [e.id for e in enterprises]
     scopes = _collection_scopes(ids, now)
     profiles = profile_facts(ids)
-    today = now.date()
+    today = workdays.local_date(now)
 
     def col(name: str) -> np.ndarray:
         return np.asarray([_nan(profiles.get(i, {}).get(name)) for i in ids], dtype=float)

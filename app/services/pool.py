@@ -31,7 +31,7 @@ from flask import g, has_request_context
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import DBAPIError
 
-from app.services import audit, notifications
+from app.services import audit, notifications, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.products import grades
 from models import (
@@ -236,7 +236,7 @@ def update_pool(actor: User, pool: RiskPool, settings: PoolSettings) -> RiskPool
 
 def current_pool(on: dt.date | None = None) -> RiskPool | None:
     """The pool open on ``on`` (today), the earliest created if several are."""
-    on = on or dt.date.today()
+    on = on or workdays.local_date()
     return db.session.scalar(
         sa.select(RiskPool)
         .where(RiskPool.period_start <= on, RiskPool.period_end >= on)
@@ -430,7 +430,7 @@ def eligibility(
     if pool is None:
         decision.checks.append(Check("pool", False, _l("No risk-compensation pool is open now.")))
         return decision
-    on = on or dt.date.today()
+    on = on or workdays.local_date()
     checks = decision.checks
     if not pool.period_start <= on <= pool.period_end:
         checks.append(Check("period", False, _l(
@@ -978,7 +978,7 @@ def seed_demo_pool() -> dict[str, int]:
             User.role == Role.ADMIN, User.organization.has(kind=OrgKind.OFFICE)
         ).order_by(User.id).limit(1)
     )  # fmt: skip
-    today = dt.date.today()
+    today = workdays.local_date()
     pool = latest_pool()
     if pool is None:
         pool = create_pool(office, PoolSettings(
@@ -1055,7 +1055,7 @@ def _demo_pool_loans(pool: RiskPool, wanted: int = 3) -> int:
         ).order_by(LoanProduct.id)
     ))  # fmt: skip
     made = 0
-    today = dt.date.today()
+    today = workdays.local_date()
     for enterprise in db.session.scalars(sa.select(Enterprise).order_by(Enterprise.id).limit(300)):
         if covered >= wanted and defaulted >= 2:
             break

@@ -45,7 +45,7 @@ from flask import current_app
 from flask_babel import get_locale
 
 from app.jobs import chunked_job, enqueue
-from app.services import model_registry, public_credit
+from app.services import model_registry, public_credit, workdays
 from app.services.model_registry import ServingModel
 from ml import schema
 from ml.features import FEATURE_NAMES, build_features, coverage
@@ -277,7 +277,7 @@ def _snapshot(
     values: dict[str, Any] = {
         "enterprise_id": enterprise_id,
         "computed_at": now,
-        "as_of": now.date(),
+        "as_of": workdays.local_date(now),
         "trigger": trigger,
         "model_version_id": serving.version_id if serving else None,
         "pd": Decimal(f"{decision['pd']:.10f}") if decision else None,
@@ -321,7 +321,7 @@ def _compute(
     single: bool,
 ) -> list[dict[str, Any]]:
     tables, _ids = load_tables(enterprises, now)
-    as_of = now.date()
+    as_of = workdays.local_date(now)
     usccs = [e.uscc for e in enterprises]
     X = build_features(tables, as_of)
     cov = _coverage_lists(coverage(tables, as_of))

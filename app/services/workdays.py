@@ -109,6 +109,19 @@ def working_days_between(a: dt.date, b: dt.date, extra: ExtraDays | None = None)
     return count
 
 
+def local_date(moment: dt.datetime | None = None) -> dt.date:
+    """The Beijing calendar day of ``moment`` (now when omitted).
+
+    Every business date — a profile's as-of day, a repair's day, an offer's validity, "not in
+    the future" checks — is a Beijing day: between 16:00 and 24:00 UTC the UTC date is still
+    yesterday there. ``moment`` must be timezone-aware.
+    """
+    moment = moment or dt.datetime.now(dt.UTC)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("moment must be a timezone-aware datetime")
+    return moment.astimezone(SHANGHAI).date()
+
+
 def deadline_at(start: dt.datetime, n: int, extra: ExtraDays | None = None) -> dt.datetime:
     """The end (23:59:59 Beijing time) of the ``n``-th working day after ``start``, in UTC.
 

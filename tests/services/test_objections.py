@@ -302,8 +302,17 @@ def test_marks_cover_every_version_while_open_and_vanish_after(
 
 
 # Credit repair ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("decided_at", "repaired_day"),
+    [
+        (NOW + dt.timedelta(hours=1), dt.date(2026, 11, 16)),  # 11:00 in Beijing
+        # 17:00 UTC is 01:00 the next day in Beijing: the repair's day and the profile's
+        # as-of day are both the Beijing day, so the repair counts at once.
+        (NOW + dt.timedelta(hours=15), dt.date(2026, 11, 17)),
+    ],
+)
 def test_approved_repair_stops_the_record_counting_and_being_shown(
-    app_ctx: Flask, factory: Factory
+    app_ctx: Flask, factory: Factory, decided_at: dt.datetime, repaired_day: dt.date
 ) -> None:
     user, office, enterprise_id = _setup(factory)
     assert profiles.latest_profiles([enterprise_id])[enterprise_id].public_credit_class == "B"
@@ -318,10 +327,10 @@ def test_approved_repair_stops_the_record_counting_and_being_shown(
     )
     with pytest.raises(AccountError, match="already open"):
         credit_repair.apply(user, penalty.id, text="again", now=NOW)
-    credit_repair.decide(office, repair, approve=True, now=NOW + dt.timedelta(hours=1))
+    credit_repair.decide(office, repair, approve=True, now=decided_at)
     db.session.commit()
 
-    assert repair.status is RepairStatus.APPROVED and repair.repaired_on == dt.date(2026, 11, 16)
+    assert repair.status is RepairStatus.APPROVED and repair.repaired_on == repaired_day
     versions = db.session.scalars(
         sa.select(PublicCreditRecord)
         .where(
@@ -330,13 +339,14 @@ def test_approved_repair_stops_the_record_counting_and_being_shown(
         )
         .order_by(PublicCreditRecord.version)
     ).all()  # fmt: skip
-    assert [(v.version, v.repaired_on) for v in versions] == [(1, None), (2, dt.date(2026, 11, 16))]
+    assert [(v.version, v.repaired_on) for v in versions] == [(1, None), (2, repaired_day)]
     profile = profiles.latest_profiles([enterprise_id])[enterprise_id]
+    assert profile.as_of == repaired_day
     assert profile.public_credit_class == "A" and profile.trigger == "credit_repair"
     assert any(r["code"] == "repaired" for r in profile.public_credit_reasons)
-    assert credit_repair.shown_to_banks(enterprise_id, NOW) == []
+    assert credit_repair.shown_to_banks(enterprise_id, decided_at) == []
     with pytest.raises(AccountError, match="no longer counts"):
-        credit_repair.apply(user, versions[1].id, text="again", now=NOW)
+        credit_repair.apply(user, versions[1].id, text="again", now=decided_at)
 
 
 def test_rejected_repair_needs_a_reason_and_changes_nothing(
