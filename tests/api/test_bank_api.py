@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import applications
+from app.services import applications, workdays
 from app.services import authorization as authz
 from models import (
     ApplicationStatus,
@@ -23,7 +23,7 @@ from models import (
 from tests.api.conftest import PROBLEM, World, bearer, post, token_for
 
 KINDS = ("authorized", "never", "revoked", "expired", "other_only")
-TOMORROW = (dt.date.today() + dt.timedelta(days=10)).isoformat()
+TOMORROW = (workdays.local_date() + dt.timedelta(days=10)).isoformat()
 OFFER = {
     "decision": "offer",
     "amount": "250000.00",
@@ -224,7 +224,7 @@ def test_disbursement_repayment_and_default(client, world):
     app = db.session.get(LoanApplication, app_id)
     applications.accept(world.smes["authorized"], app)
     db.session.commit()
-    today = dt.date.today().isoformat()
+    today = workdays.local_date().isoformat()
     loan = post(
         client, f"/api/v1/applications/{app_id}/disbursement", token, {"disbursed_on": today}
     )

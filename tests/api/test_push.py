@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from app.api import clients
 from app.extensions import db
 from app.services import authorization as authz
+from app.services import workdays
 from app.services.authorization import GrantRequest
 from models import AuditEvent, AuthorizationKind, Enterprise, User
 from models.ingestion import IngestionBatch
@@ -23,7 +24,7 @@ PROBLEM = "application/problem+json"
 
 
 def last_month() -> str:
-    first = dt.date.today().replace(day=1)
+    first = workdays.local_date().replace(day=1)
     return (first - dt.timedelta(days=1)).strftime("%Y-%m")
 
 

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from app.extensions import db
-from app.services import products
+from app.services import products, workdays
 from models import OrgKind, ProductType, RepaymentMethod, User
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_consent_journey import log_in
@@ -86,7 +86,9 @@ def test_grant_profile_match_apply_offer_accept_disburse(
     page.fill("input[name=amount_wan]", "50")
     page.fill("input[name=rate]", "4.35")
     page.fill("input[name=fee]", "500")
-    page.fill("input[name=valid_until]", (dt.date.today() + dt.timedelta(days=10)).isoformat())
+    page.fill(
+        "input[name=valid_until]", (workdays.local_date() + dt.timedelta(days=10)).isoformat()
+    )
     page.get_by_test_id("offer").click()
     expect(page.get_by_test_id("status")).to_have_text("已报价")
     _log_out(page)
@@ -107,7 +109,7 @@ def test_grant_profile_match_apply_offer_accept_disburse(
     # 6. The bank disburses; the loan appears among its loans.
     log_in(page, live_server, bank)
     page.goto(application_url.replace("/enterprise/", "/bank/"))
-    page.fill("input[name=disbursed_on]", dt.date.today().isoformat())
+    page.fill("input[name=disbursed_on]", workdays.local_date().isoformat())
     page.get_by_role("button", name="登记放款").click()
     expect(page.locator(".flash-success")).to_be_visible()
     expect(page.locator("main table")).to_contain_text(sme_name(app, sme))

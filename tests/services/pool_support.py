@@ -9,7 +9,7 @@ from typing import Any
 
 from app.extensions import db
 from app.services import pool as pool_service
-from app.services import products
+from app.services import products, workdays
 from models import (
     ApplicationStatus,
     CreditProfile,
@@ -23,7 +23,7 @@ from models import (
 from models.loan import Loan, LoanStatus
 from models.pool import RiskPool
 
-TODAY = dt.date.today()
+TODAY = workdays.local_date()
 
 
 def settings(**overrides: Any) -> pool_service.PoolSettings:

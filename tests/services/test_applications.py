@@ -58,7 +58,7 @@ def test_full_happy_path_records_every_transition(world):
     applications.start_review(bank, app)
     applications.make_offer(
         bank, app, amount=Decimal("250000"), rate=Decimal("4.2"), term_months=12,
-        fee=Decimal("500"), valid_until=dt.date.today() + dt.timedelta(days=10),
+        fee=Decimal("500"), valid_until=workdays.local_date() + dt.timedelta(days=10),
     )  # fmt: skip
     applications.accept(sme, app)
     assert app.status is S.ACCEPTED
@@ -97,7 +97,7 @@ def test_submitting_creates_a_sharing_grant_only_with_confirmation(world):
                 rate=Decimal("4"),
                 term_months=6,
                 fee=Decimal(0),
-                valid_until=dt.date.today() + dt.timedelta(days=3),
+                valid_until=workdays.local_date() + dt.timedelta(days=3),
             )
             or applications.start_review(bank, app)
         ),
@@ -158,7 +158,7 @@ def test_one_open_application_per_product(world):
 def test_offers_outside_the_product_and_rejections_without_reasons_are_refused(world):
     _sme, bank, _other, _product = world
     app = submitted(world)
-    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    tomorrow = workdays.local_date() + dt.timedelta(days=1)
     with pytest.raises(AccountError) as err:
         applications.make_offer(
             bank,
@@ -178,7 +178,7 @@ def test_offers_outside_the_product_and_rejections_without_reasons_are_refused(w
             rate=Decimal("4"),
             term_months=12,
             fee=Decimal(0),
-            valid_until=dt.date.today(),
+            valid_until=workdays.local_date(),
         )
     assert err.value.field == "valid_until"
     with pytest.raises(AccountError):
@@ -223,7 +223,7 @@ def test_a_bank_sees_an_application_only_while_shared_or_once_accepted(world):
     second = submitted(world)
     applications.make_offer(
         bank, second, amount=Decimal("300000"), rate=Decimal("4"), term_months=12,
-        fee=Decimal(0), valid_until=dt.date.today() + dt.timedelta(days=5),
+        fee=Decimal(0), valid_until=workdays.local_date() + dt.timedelta(days=5),
     )  # fmt: skip
     applications.accept(sme, second)
     authorization.revoke(sme, db.session.get(Authorization, second.sharing_authorization_id))

@@ -10,13 +10,13 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import applications, dashboard, exports, loans, products
+from app.services import applications, dashboard, exports, loans, products, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.dashboard import Filters
 from models import KpiTarget, OrgKind, ProductType, RepaymentMethod, Role, User
 from tests.services.test_profiles_support import enterprise_by_user
 
-TODAY = dt.date.today()
+TODAY = workdays.local_date()
 
 
 def _product(bank, name, product_type):

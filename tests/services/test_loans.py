@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from app.extensions import db
-from app.services import applications, loans
+from app.services import applications, loans, workdays
 from app.services import authorization as authz
 from app.services.accounts import AccountError
 from app.services.applications import IllegalTransition
@@ -16,7 +16,7 @@ from models.loan import LoanStatus
 from tests.services.test_applications import submitted
 from tests.services.test_applications import world as world
 
-TODAY = dt.date.today()
+TODAY = workdays.local_date()
 
 
 def accepted(world):

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import applications, authorization, needs, products
+from app.services import applications, authorization, needs, products, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from models import (
     ApplicationStatus,
@@ -216,10 +216,10 @@ def test_a_disbursed_need_is_fulfilled(world):
     app = needs.take(bank_a, need, product_a)
     applications.make_offer(
         bank_a, app, amount=Decimal("300000"), rate=Decimal("4"), term_months=12,
-        fee=Decimal(0), valid_until=dt.date.today() + dt.timedelta(days=5),
+        fee=Decimal(0), valid_until=workdays.local_date() + dt.timedelta(days=5),
     )  # fmt: skip
     applications.accept(sme, app)
-    loans.disburse(bank_a, app, dt.date.today())
+    loans.disburse(bank_a, app, workdays.local_date())
     assert app.status is S.DISBURSED and need.status is NeedStatus.FULFILLED
 
 

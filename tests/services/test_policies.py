@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import applications, loans, policies, products
+from app.services import applications, loans, policies, products, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.matching_engine import RULES
 from app.services.policies import PolicyTerms
@@ -34,7 +34,7 @@ from models import (
 )
 from tests.conftest import Factory
 
-TODAY = dt.date.today()
+TODAY = workdays.local_date()
 # The factory's enterprises were founded on 2018-05-01: exactly 8.0 years (2,922 days) later.
 EIGHT_YEARS_ON = dt.datetime(2026, 5, 1, 4, tzinfo=dt.UTC)
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import products
+from app.services import products, workdays
 from models import ApplicationStatus, LoanApplication, OrgKind, ProductType, RepaymentMethod, User
 from tests.conftest import csrf_token, login
 
@@ -65,7 +65,7 @@ def test_apply_offer_accept(app, client, factory):
     bank_page = f"/bank/applications/{application_id}"
     offer = {
         "amount_wan": "12", "rate": "6", "term_months": "12", "fee": "0",
-        "valid_until": (dt.date.today() + dt.timedelta(days=7)).isoformat(),
+        "valid_until": (workdays.local_date() + dt.timedelta(days=7)).isoformat(),
         "csrf_token": csrf_token(officer, bank_page),
     }  # fmt: skip
     too_high = officer.post(f"{bank_page}/offer", data={**offer, "rate": "9"})
@@ -93,7 +93,7 @@ def test_apply_offer_accept(app, client, factory):
         f"{bank_page}/disburse", data={"disbursed_on": "2999-01-01", "csrf_token": token}
     )
     assert future.status_code == 422 and "cannot be in the future" in future.get_data(as_text=True)
-    today = dt.date.today().isoformat()
+    today = workdays.local_date().isoformat()
     assert (
         officer.post(
             f"{bank_page}/disburse", data={"disbursed_on": today, "csrf_token": token}

@@ -8,7 +8,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import applications, needs
+from app.services import applications, needs, workdays
 from models import (
     FinancingNeed,
     LoanApplication,
@@ -212,7 +212,7 @@ def test_offers_side_by_side_cheapest_first(app, factory):
             applications.make_offer(
                 db.session.get(User, bank.user_id), application, amount=Decimal("300000"),
                 rate=Decimal(rate), term_months=12, fee=Decimal(fee),
-                valid_until=dt.date.today() + dt.timedelta(days=7),
+                valid_until=workdays.local_date() + dt.timedelta(days=7),
             )  # fmt: skip
         db.session.commit()
         summaries = applications.open_offers(user)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import re
 
@@ -10,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import audit, authorization
+from app.services import audit, authorization, workdays
 from models import AuthorizationKind, Enterprise, OrgKind, Role, User
 from models.ingestion import IngestionBatch, RejectedRow
 from models.records import TaxRecord
@@ -34,7 +33,7 @@ def _granted_enterprise(app, factory):
 
 
 def _month(months_ago: int) -> str:
-    today = dt.date.today()
+    today = workdays.local_date()
     index = today.year * 12 + today.month - 1 - months_ago
     return f"{index // 12}-{index % 12 + 1:02d}"
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import policies
+from app.services import policies, workdays
 from models import (
     Notification,
     OrgKind,
@@ -22,7 +22,7 @@ from models import (
 from tests.conftest import csrf_token, login
 from tests.services.test_policies import _bank_product, disbursed_loan, terms
 
-TODAY = dt.date.today()
+TODAY = workdays.local_date()
 
 
 def _client(app, account):
