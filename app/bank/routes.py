@@ -17,6 +17,7 @@ from app.forms import ConfirmForm, show_error
 from app.services import bank_views, enterprises, organizations, products
 from app.services.accounts import AccountError, PermissionRefused
 from models import LoanProduct, ProductStatus, Role
+from models.base import commit_keeping_loaded
 
 
 @bp.get("/")
@@ -134,7 +135,7 @@ def enterprise_profile(enterprise_id: int) -> Any:
     except bank_views.NotVisible:
         db.session.rollback()
         abort(404)
-    db.session.commit()  # the use count and the audit events of this view
+    commit_keeping_loaded()  # the use count and the audit events of this view
     return render_template(
         "bank/enterprise.html",
         view=view,

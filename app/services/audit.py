@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,20 @@ def _lock() -> None:
         db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One event to append with :func:`record_many` (the arguments of :func:`record`)."""
+
+    action: str
+    actor: User | None
+    enterprise_id: int | None = None
+    scope: str | None = None
+    object_type: str | None = None
+    object_id: str | int | None = None
+    details: dict[str, Any] | None = None
+    actor_org_id: int | None = None
+
+
 def record(
     action: str,
     *,
@@ -66,29 +81,46 @@ def record(
     ``actor`` None means the platform itself (a job, a provider push: pass
     ``actor_org_id`` for the organization acting, if any).
     """
+    entry = Entry(
+        action, actor, enterprise_id, scope, object_type, object_id, details, actor_org_id
+    )
+    return record_many([entry], now=now)[0]
+
+
+def record_many(entries: Sequence[Entry], now: dt.datetime | None = None) -> list[AuditEvent]:
+    """Append several events in order, chained one after the other, with one lock, one read
+    of the chain's end and one INSERT. Call it after the request's reads, just before the
+    commit: on PostgreSQL the chain's lock is held from here to the end of the transaction."""
+    if not entries:
+        return []
     _lock()
     last = db.session.execute(
         sa.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
     seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS_HASH)
     now = now or utcnow()
-    event = AuditEvent(
-        seq=seq,
-        occurred_at=now,
-        actor_user_id=actor.id if actor else None,
-        actor_org_id=actor.organization_id if actor else actor_org_id,
-        action=action,
-        enterprise_id=enterprise_id,
-        scope=scope,
-        object_type=object_type,
-        object_id=None if object_id is None else str(object_id),
-        details=details or {},
-        prev_hash=prev,
-    )
-    event.hash = chain_hash(prev, event)
-    db.session.add(event)
+    events = []
+    for entry in entries:
+        actor = entry.actor
+        event = AuditEvent(
+            seq=seq,
+            occurred_at=now,
+            actor_user_id=actor.id if actor else None,
+            actor_org_id=actor.organization_id if actor else entry.actor_org_id,
+            action=entry.action,
+            enterprise_id=entry.enterprise_id,
+            scope=entry.scope,
+            object_type=entry.object_type,
+            object_id=None if entry.object_id is None else str(entry.object_id),
+            details=entry.details or {},
+            prev_hash=prev,
+        )
+        event.hash = chain_hash(prev, event)
+        events.append(event)
+        seq, prev = seq + 1, event.hash
+    db.session.add_all(events)
     db.session.flush()
-    return event
+    return events
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import datetime as dt
 import enum
 import hashlib
 import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -289,19 +291,58 @@ def decide(
     records. Collection needs a live collection grant covering ``scope`` (and ``month``,
     if given, within its data range). Nothing else is ever allowed.
     """
+    return _decide(actor_org, action, enterprise, scope, month, now or utcnow(), None)
+
+
+def decide_for_view(
+    actor_org: Organization | None,
+    enterprise: Enterprise,
+    scopes: Sequence[str],
+    now: dt.datetime | None = None,
+) -> tuple[Decision, dict[str, Decision]]:
+    """What :func:`decide` answers for viewing ``enterprise``'s profile and, per scope, its
+    records — from one read of the grants, as one page shows them together."""
     now = now or utcnow()
+    grants = None
+    if (
+        actor_org is not None
+        and actor_org.id != enterprise.organization_id
+        and actor_org.kind is OrgKind.BANK
+        and actor_org.is_active
+    ):
+        grants = _candidate_grants(enterprise.id, AuthorizationKind.SHARING, actor_org.id)
+    profile = _decide(actor_org, Action.VIEW_PROFILE, enterprise, None, None, now, grants)
+    records = {
+        scope: _decide(actor_org, Action.VIEW_RECORDS, enterprise, scope, None, now, grants)
+        for scope in scopes
+    }
+    return profile, records
+
+
+def _decide(
+    actor_org: Organization | None,
+    action: Action,
+    enterprise: Enterprise,
+    scope: str | None,
+    month: dt.date | None,
+    now: dt.datetime,
+    grants: list[Authorization] | None,
+) -> Decision:
+    """:func:`decide`, with the candidate grants already read when ``grants`` is given."""
     if actor_org is not None and actor_org.id == enterprise.organization_id:
         return Decision(True, "own_data", _l("Your own data."))
     if action is Action.COLLECT:
         if actor_org is not None:
             return Decision(False, "not_platform", _l("Only the platform collects data."))
-        grants = _candidate_grants(enterprise.id, AuthorizationKind.COLLECTION, None)
+        if grants is None:
+            grants = _candidate_grants(enterprise.id, AuthorizationKind.COLLECTION, None)
     else:
         if actor_org is None or actor_org.kind is not OrgKind.BANK or not actor_org.is_active:
             return Decision(
                 False, "not_a_bank", _l("Only banks the enterprise authorized may see its data.")
             )
-        grants = _candidate_grants(enterprise.id, AuthorizationKind.SHARING, actor_org.id)
+        if grants is None:
+            grants = _candidate_grants(enterprise.id, AuthorizationKind.SHARING, actor_org.id)
     if not grants:
         return Decision(False, "no_grant", _l("The enterprise has not authorized this."))
 
@@ -373,13 +414,21 @@ def _has_active_loan(bank_org_id: int, enterprise_id: int) -> bool:
 
 def record_use(decision: Decision, now: dt.datetime | None = None) -> None:
     """Count a use of the grant behind an allowed decision (shown in the consent ledger)."""
-    if not decision.allowed or decision.authorization_id is None:
-        return
-    db.session.execute(
-        sa.update(Authorization)
-        .where(Authorization.id == decision.authorization_id)
-        .values(use_count=Authorization.use_count + 1, last_used_at=now or utcnow())
+    record_uses([decision], now)
+
+
+def record_uses(decisions: Iterable[Decision], now: dt.datetime | None = None) -> None:
+    """Count a use for each allowed decision, one UPDATE per grant (a page that shows the
+    profile and three scopes' records counts four uses of the one grant behind them)."""
+    uses = Counter(
+        d.authorization_id for d in decisions if d.allowed and d.authorization_id is not None
     )
+    for authorization_id, count in sorted(uses.items()):
+        db.session.execute(
+            sa.update(Authorization)
+            .where(Authorization.id == authorization_id)
+            .values(use_count=Authorization.use_count + count, last_used_at=now or utcnow())
+        )
 
 
 @dataclass(frozen=True)

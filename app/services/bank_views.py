@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
 from app.services import audit, authorization, matching, products, profiles
-from app.services.authorization import Action
 from app.services.matching_engine import eligibility
 from models import Enterprise, LoanProduct, Organization, User, db
 from models import records as rec
@@ -86,6 +85,12 @@ class ProfileView:
     records: dict[str, list[Any]]  # scope → latest-version rows, where records are shared
     hidden_scopes: list[str]  # scopes whose records the grant does not share
 
+    def table(self, scope: str) -> list[tuple[Any, list[Any]]]:
+        """The rows of ``scope``'s records table: each record with its cells in the order
+        of :data:`RECORD_COLUMNS`."""
+        names = [name for name, _label in RECORD_COLUMNS[scope]]
+        return [(row, [getattr(row, name) for name in names]) for row in self.records[scope]]
+
 
 def view_profile(actor: User, enterprise_id: int, now: dt.datetime | None = None) -> ProfileView:
     """The profile (and shared records) of one enterprise for a bank user, audited.
@@ -96,34 +101,31 @@ def view_profile(actor: User, enterprise_id: int, now: dt.datetime | None = None
     enterprise = db.session.get(Enterprise, enterprise_id)
     if enterprise is None:
         raise NotVisible(enterprise_id)
-    decision = authorization.decide(actor.organization, Action.VIEW_PROFILE, enterprise, now=now)
+    decision, per_scope = authorization.decide_for_view(
+        actor.organization, enterprise, list(RECORD_TABLES), now
+    )
     if not decision.allowed:
         raise NotVisible(enterprise_id)
-    authorization.record_use(decision, now)
-    audit.record(
-        "profile.view",
-        actor=actor,
-        enterprise_id=enterprise.id,
-        object_type="enterprise",
-        object_id=enterprise.id,
-        now=now,
-    )
     records: dict[str, list[Any]] = {}
     hidden: list[str] = []
     for scope, tables in RECORD_TABLES.items():
-        allowed = authorization.decide(
-            actor.organization, Action.VIEW_RECORDS, enterprise, scope, now=now
-        )
-        if not allowed.allowed:
+        if not per_scope[scope].allowed:
             hidden.append(scope)
             continue
         rows: list[Any] = []
         for model, period, extra_key in tables:
             rows.extend(_latest_versions(model, enterprise.id, period, extra_key))
         records[scope] = rows
-        authorization.record_use(allowed, now)
-        audit.record("records.view", actor=actor, enterprise_id=enterprise.id, scope=scope, now=now)
     latest = profiles.latest_profiles([enterprise.id]).get(enterprise.id)
+    # The writes last: the audit chain is locked from its append to the commit.
+    authorization.record_uses([decision, *(per_scope[scope] for scope in records)], now)
+    entries = [
+        audit.Entry(
+            "profile.view", actor, enterprise.id, object_type="enterprise", object_id=enterprise.id
+        ),
+        *(audit.Entry("records.view", actor, enterprise.id, scope=scope) for scope in records),
+    ]
+    audit.record_many(entries, now=now)
     return ProfileView(enterprise, latest, records, hidden)
 
 

@@ -126,18 +126,21 @@ def _collection_scopes(enterprise_ids: Sequence[int], now: dt.datetime) -> dict[
     return masks
 
 
+_PROFILE_FACTS = (
+    "grade_rank",
+    "public_credit_class",
+    "annual_sales",
+    "tax_months",
+    "social_months",
+)
+
+
 def profile_facts(enterprise_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
-    """The latest credit profile's matching facts per enterprise (none yet → empty)."""
-    latest = profiles.latest_profiles(list(enterprise_ids))
+    """The latest credit profile's matching facts per enterprise (none yet → empty); reads
+    only these columns, not the snapshots' features and reasons."""
     return {
-        eid: {
-            "grade_rank": p.grade_rank,
-            "public_credit_class": p.public_credit_class,
-            "annual_sales": p.annual_sales,
-            "tax_months": p.tax_months,
-            "social_months": p.social_months,
-        }
-        for eid, p in latest.items()
+        row[0]: dict(zip(_PROFILE_FACTS, row[1:], strict=True))
+        for row in profiles.latest_columns(enterprise_ids, _PROFILE_FACTS)
     }
 
 

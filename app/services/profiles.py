@@ -443,6 +443,18 @@ def latest_profiles(enterprise_ids: Iterable[int]) -> dict[int, CreditProfile]:
     return found
 
 
+def latest_columns(enterprise_ids: Iterable[int], columns: Sequence[str]) -> list[sa.Row[Any]]:
+    """``(enterprise_id, *columns)`` of the newest snapshot per enterprise, columns only."""
+    selected = [CreditProfile.enterprise_id, *(getattr(CreditProfile, c) for c in columns)]
+    return [
+        row
+        for part in _chunks(sorted(set(enterprise_ids)), _IN_CHUNK)
+        for row in db.session.execute(
+            sa.select(*selected).where(CreditProfile.id.in_(_newest_ids(part)))
+        )
+    ]
+
+
 FACT_COLUMNS = (
     "profile_id",
     "computed_at",

@@ -85,3 +85,59 @@ def test_concurrent_appends_keep_one_chain_on_postgresql(pg_app):
         report = audit.verify()
         assert report.ok and report.checked == 160
         assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent)) == 160
+
+
+def test_a_batch_is_appended_in_order_and_chained(app_ctx):
+    _append(2)
+    events = audit.record_many(
+        [audit.Entry("test.batch", None, details={"i": i}) for i in range(3)]
+    )
+    db.session.commit()
+    assert [e.seq for e in events] == [3, 4, 5]
+    assert [e.details["i"] for e in events] == [0, 1, 2]
+    assert events[1].prev_hash == events[0].hash and events[2].prev_hash == events[1].hash
+    assert audit.verify().checked == 5
+    assert audit.record_many([]) == []
+
+
+def test_concurrent_batches_and_single_events_keep_one_chain_on_postgresql(pg_app):
+    """Batches from four writers and single events from four others: one chain, and each
+    batch's events stay together, one after the other."""
+
+    def batches(writer):
+        with pg_app.app_context():
+            for n in range(10):
+                entries = [
+                    audit.Entry("test.batch", None, details={"w": writer, "n": n, "k": k})
+                    for k in range(3)
+                ]
+                audit.record_many(entries)
+                db.session.commit()
+            db.session.remove()
+
+    def singles():
+        with pg_app.app_context():
+            for i in range(20):
+                audit.record("test.single", actor=None, details={"i": i})
+                db.session.commit()
+            db.session.remove()
+
+    threads = [threading.Thread(target=batches, args=(w,)) for w in range(4)]
+    threads += [threading.Thread(target=singles) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with pg_app.app_context():
+        report = audit.verify()
+        assert report.ok and report.checked == 4 * 10 * 3 + 4 * 20
+        rows = db.session.execute(
+            sa.select(AuditEvent.seq, AuditEvent.details)
+            .where(AuditEvent.action == "test.batch")
+            .order_by(AuditEvent.seq)
+        ).all()
+        for first in range(0, len(rows), 3):
+            group = rows[first : first + 3]
+            assert [r.seq for r in group] == [group[0].seq + k for k in range(3)]
+            assert [r.details["k"] for r in group] == [0, 1, 2]
+            assert len({(r.details["w"], r.details["n"]) for r in group}) == 1

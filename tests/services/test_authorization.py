@@ -224,3 +224,44 @@ def test_collection_windows_in_one_query(world, factory):
     windows = authz.collection_windows("tax", [enterprise.uscc, "91350100M000100Y43"])
     assert set(windows) == {enterprise.uscc}
     assert authz.collection_windows("utilities", [enterprise.uscc]) == {}
+
+
+@pytest.mark.parametrize(
+    "situation", ["none", "profile_only", "tax_records", "all_banks", "revoked", "expired"]
+)
+def test_the_view_decisions_are_decide_s_from_one_read_of_the_grants(world, factory, situation):
+    """What a profile page asks at once gives exactly what ``decide`` gives one by one, for
+    the bank, another bank, the enterprise itself and the office."""
+    user, enterprise, bank_a, bank_b = world
+    office = db.session.get(Organization, factory.organization(OrgKind.OFFICE))
+    if situation == "profile_only":
+        share(user, enterprise, bank_a, scopes=("tax", "utilities"))
+    elif situation == "tax_records":
+        share(user, enterprise, bank_a, scopes=("tax",), records=True)
+    elif situation == "all_banks":
+        share(user, enterprise, scopes=("tax", "social_insurance"), records=True)
+    elif situation == "revoked":
+        authz.revoke(user, share(user, enterprise, bank_a, records=True), now=NOW)
+    elif situation == "expired":
+        share(user, enterprise, bank_a, records=True, days=30, now=NOW - dt.timedelta(days=40))
+    scopes = ["tax", "social_insurance", "utilities", "provident_fund"]
+    for org in (bank_a, bank_b, enterprise.organization, office, None):
+        profile, records = authz.decide_for_view(org, enterprise, scopes, now=NOW)
+        assert profile == authz.decide(org, Action.VIEW_PROFILE, enterprise, now=NOW)
+        assert records == {
+            s: authz.decide(org, Action.VIEW_RECORDS, enterprise, s, now=NOW) for s in scopes
+        }
+    profile, records = authz.decide_for_view(bank_a, enterprise, scopes, now=NOW)
+    assert profile.allowed is (situation in ("profile_only", "tax_records", "all_banks"))
+    assert [s for s in scopes if records[s].allowed] == {
+        "tax_records": ["tax"], "all_banks": ["tax", "social_insurance"]
+    }.get(situation, [])  # fmt: skip
+
+
+def test_uses_of_one_grant_are_counted_in_one_update(world):
+    user, enterprise, bank_a, _ = world
+    grant = share(user, enterprise, bank_a, scopes=("tax", "utilities"), records=True)
+    profile, records = authz.decide_for_view(bank_a, enterprise, ["tax", "utilities"], now=NOW)
+    authz.record_uses([profile, *records.values(), authz.Decision(False, "no_grant", "")], NOW)
+    db.session.refresh(grant)
+    assert grant.use_count == 3 and grant.last_used_at == NOW

@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
+from app.services import audit
 from app.services import authorization as authz
 from app.services.authorization import GrantRequest
 from models import (
@@ -19,6 +20,8 @@ from models import (
     User,
 )
 from tests.conftest import login
+from tests.services.test_profiles_support import add_records
+from tests.support.list_pages import capture
 
 
 def _enterprise(factory):
@@ -174,3 +177,49 @@ def test_the_enterprise_sees_which_bank_viewed_it(client, app, matrix, factory):
     login(sme, Account(owner.email, TEST_PASSWORD, owner.id, owner.organization_id))
     log = sme.get("/enterprise/data-use").get_data(as_text=True)
     assert bank_name in log and "Viewed your credit profile" in log
+
+
+def test_one_view_counts_each_use_and_appends_its_events_in_order(client, app, matrix):
+    bank, ids = matrix
+    login(client, bank)
+    with app.app_context():
+        last_seq = db.session.scalar(sa.select(sa.func.max(AuditEvent.seq))) or 0
+    html = client.get(f"/bank/enterprises/{ids['mine']}").get_data(as_text=True)
+    assert 'data-testid="records-tax"' in html
+    with app.app_context():
+        grant = db.session.scalar(
+            sa.select(Authorization).where(Authorization.enterprise_id == ids["mine"])
+        )
+        assert grant.use_count == 3  # the profile, the tax and the social-insurance records
+        events = db.session.execute(
+            sa.select(AuditEvent.action, AuditEvent.scope)
+            .where(AuditEvent.seq > last_seq)
+            .order_by(AuditEvent.seq)
+        ).all()
+        assert [tuple(e) for e in events] == [
+            ("profile.view", None),
+            ("records.view", "tax"),
+            ("records.view", "social_insurance"),
+        ]
+        assert audit.verify().ok
+
+
+def test_the_profile_page_sends_as_many_statements_for_many_records_as_for_none(
+    client, app, matrix
+):
+    """No N+1: what the page reads stays loaded after the view's commit, so rendering 36
+    records does not reload them one by one."""
+    bank, ids = matrix
+    login(client, bank)
+    path = f"/bank/enterprises/{ids['mine']}"
+    client.get(path)
+    with capture(app) as before:
+        empty = client.get(path).get_data(as_text=True)
+    with app.app_context():
+        add_records(db.session.get(Enterprise, ids["mine"]))
+        db.session.commit()
+    with capture(app) as after:
+        full = client.get(path).get_data(as_text=True)
+    tax_rows = re.search(r'data-testid="records-tax".*?</article>', full, re.S).group(0)
+    assert "No records received yet" in empty and tax_rows.count("<tr>") >= 18
+    assert len(after.statements) == len(before.statements) <= 20
