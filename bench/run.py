@@ -325,6 +325,15 @@ def pages(size: dict[str, Any], concurrency: int = 16) -> None:
                 one_rps, one_ms, _ = load(clients, paths, max(2.0, seconds / 2))
                 emit(f"{name}_rps", one_rps, "requests/s", bare_rps, label)
                 emit(f"{name}_p95_ms", pct(one_ms, 95), "ms", pct(bare_ms, 95), label, inverse=True)
+            # One client alone: the latency of the page itself, with no request queued behind
+            # another (with 16 clients on 2 cores, p50 ≈ 16 / throughput is mostly waiting).
+            solo = f"{n} enterprises, {rows} prospects, 1 client"
+            _, bare_solo, _ = load(clients[:1], [f"/bench/bare?n={rows}"], max(2.0, seconds / 2))
+            _, page_solo, _ = load(clients[:1], page_paths, max(2.0, seconds / 2))
+            emit("page_solo_p50_ms", pct(page_solo, 50), "ms", pct(bare_solo, 50), solo,
+                 inverse=True)  # fmt: skip
+            emit("page_solo_p95_ms", pct(page_solo, 95), "ms", pct(bare_solo, 95), solo,
+                 inverse=True)  # fmt: skip
             for client in clients:
                 client.close()
 
