@@ -47,6 +47,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# ``python bench/run.py`` puts bench/ first on the path; the pipeline step imports bench.*.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -126,7 +129,8 @@ def script(name: str, *args: str) -> dict[str, dict[str, Any]]:
 # The figures of the single-purpose scripts ---------------------------------------------------
 def ingest(size: dict[str, Any]) -> None:
     got = script("ingest.py", "--rows", str(size["ingest_rows"]))["ingest_rows_per_s"]
-    emit("ingest_rows_per_s", got["value"], "rows/s", got["baseline"], got["n"])
+    emit("ingest_rows_per_s", got["value"], "rows/s", got["baseline"], got["n"],
+         runs=got["runs"], ratio_median=got["ratio_median"])  # fmt: skip
 
 
 def features(size: dict[str, Any]) -> None:
