@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
@@ -124,8 +124,20 @@ def product_change(product_id: int, change: str) -> Response:
 
 @bp.get("/prospects")
 def prospect_list() -> Any:
-    """Enterprises that shared their profile with this bank, and which products they match."""
-    return render_template("bank/prospects.html", prospects=bank_views.prospects(current_user))
+    """Enterprises that shared their profile with this bank, and which products they match,
+    a page at a time (those qualifying for most products first)."""
+    everyone = bank_views.prospects(current_user)
+    per_page = bank_views.PROSPECTS_PER_PAGE
+    pages = max(1, -(-len(everyone) // per_page))
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
+    return render_template(
+        "bank/prospects.html",
+        prospects=everyone[(page - 1) * per_page : page * per_page],
+        total=len(everyone),
+        qualified=sum(1 for p in everyone if p.matching_products),
+        page=page,
+        pages=pages,
+    )
 
 
 @bp.get("/enterprises/<int:enterprise_id>")

@@ -144,7 +144,9 @@ def profile_facts(enterprise_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]
     }
 
 
-def facts_of(enterprises: Sequence[Enterprise], now: dt.datetime | None = None) -> EnterpriseFacts:
+def facts_of(enterprises: Sequence[Any], now: dt.datetime | None = None) -> EnterpriseFacts:
+    """The matching facts of ``enterprises``: :class:`Enterprise` objects, or rows with their
+    ``id``, ``founded_on``, ``industry_code``, ``region_code`` and ``size_class``."""
     now = now or utcnow()
     ids = [e.id for e in enterprises]
     scopes = _collection_scopes(ids, now)

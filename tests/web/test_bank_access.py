@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import audit
+from app.services import audit, bank_views
 from app.services import authorization as authz
 from app.services.authorization import GrantRequest
 from models import (
@@ -223,3 +223,23 @@ def test_the_profile_page_sends_as_many_statements_for_many_records_as_for_none(
     tax_rows = re.search(r'data-testid="records-tax".*?</article>', full, re.S).group(0)
     assert "No records received yet" in empty and tax_rows.count("<tr>") >= 18
     assert len(after.statements) == len(before.statements) <= 20
+
+
+def test_prospects_come_a_page_at_a_time_matched_in_chunks(client, matrix, monkeypatch):
+    """Chunks of one enterprise and pages of one: every prospect is on exactly one page, the
+    counts cover them all, and a page past the end shows the last."""
+    monkeypatch.setattr(bank_views, "PROSPECT_CHUNK", 1)
+    monkeypatch.setattr(bank_views, "PROSPECTS_PER_PAGE", 1)
+    bank, ids = matrix
+    login(client, bank)
+    seen = []
+    for page in (1, 2):
+        html = client.get(f"/bank/prospects?page={page}").get_data(as_text=True)
+        shown = [eid for eid in ids.values() if f'data-enterprise="{eid}"' in html]
+        assert len(shown) == 1
+        seen += shown
+        assert "2 enterprises have authorized your bank" in html
+        assert f"Page {page} of 2" in html
+    assert sorted(seen) == sorted([ids["mine"], ids["all_banks"]])
+    last = client.get("/bank/prospects?page=9").get_data(as_text=True)
+    assert "Page 2 of 2" in last and f'data-enterprise="{seen[1]}"' in last
