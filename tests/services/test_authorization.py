@@ -227,7 +227,8 @@ def test_collection_windows_in_one_query(world, factory):
 
 
 @pytest.mark.parametrize(
-    "situation", ["none", "profile_only", "tax_records", "all_banks", "revoked", "expired"]
+    "situation",
+    ["none", "profile_only", "tax_records", "all_banks", "revoked", "expired", "paused", "two"],
 )
 def test_the_view_decisions_are_decide_s_from_one_read_of_the_grants(world, factory, situation):
     """What a profile page asks at once gives exactly what ``decide`` gives one by one, for
@@ -244,6 +245,11 @@ def test_the_view_decisions_are_decide_s_from_one_read_of_the_grants(world, fact
         authz.revoke(user, share(user, enterprise, bank_a, records=True), now=NOW)
     elif situation == "expired":
         share(user, enterprise, bank_a, records=True, days=30, now=NOW - dt.timedelta(days=40))
+    elif situation == "paused":
+        authz.set_paused(user, share(user, enterprise, bank_a, records=True), True, now=NOW)
+    elif situation == "two":  # the profile to bank A alone, social-insurance records to all
+        share(user, enterprise, bank_a, scopes=("tax",))
+        share(user, enterprise, scopes=("social_insurance",), records=True)
     scopes = ["tax", "social_insurance", "utilities", "provident_fund"]
     for org in (bank_a, bank_b, enterprise.organization, office, None):
         profile, records = authz.decide_for_view(org, enterprise, scopes, now=NOW)
@@ -252,9 +258,10 @@ def test_the_view_decisions_are_decide_s_from_one_read_of_the_grants(world, fact
             s: authz.decide(org, Action.VIEW_RECORDS, enterprise, s, now=NOW) for s in scopes
         }
     profile, records = authz.decide_for_view(bank_a, enterprise, scopes, now=NOW)
-    assert profile.allowed is (situation in ("profile_only", "tax_records", "all_banks"))
+    assert profile.allowed is (situation in ("profile_only", "tax_records", "all_banks", "two"))
     assert [s for s in scopes if records[s].allowed] == {
-        "tax_records": ["tax"], "all_banks": ["tax", "social_insurance"]
+        "tax_records": ["tax"], "all_banks": ["tax", "social_insurance"],
+        "two": ["social_insurance"],
     }.get(situation, [])  # fmt: skip
 
 
@@ -262,6 +269,18 @@ def test_uses_of_one_grant_are_counted_in_one_update(world):
     user, enterprise, bank_a, _ = world
     grant = share(user, enterprise, bank_a, scopes=("tax", "utilities"), records=True)
     profile, records = authz.decide_for_view(bank_a, enterprise, ["tax", "utilities"], now=NOW)
-    authz.record_uses([profile, *records.values(), authz.Decision(False, "no_grant", "")], NOW)
+    updates: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, many):
+        if statement.lstrip().upper().startswith("UPDATE"):
+            updates.append(statement)
+
+    engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        authz.record_uses([profile, *records.values(), authz.Decision(False, "no_grant", "")], NOW)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
     db.session.refresh(grant)
     assert grant.use_count == 3 and grant.last_used_at == NOW
+    assert len(updates) == 1

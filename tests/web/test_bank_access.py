@@ -22,6 +22,7 @@ from models import (
 from tests.conftest import login
 from tests.services.test_profiles_support import add_records
 from tests.support.list_pages import capture
+from tests.web.test_matches import _product
 
 
 def _enterprise(factory):
@@ -225,21 +226,34 @@ def test_the_profile_page_sends_as_many_statements_for_many_records_as_for_none(
     assert len(after.statements) == len(before.statements) <= 20
 
 
-def test_prospects_come_a_page_at_a_time_matched_in_chunks(client, matrix, monkeypatch):
-    """Chunks of one enterprise and pages of one: every prospect is on exactly one page, the
-    counts cover them all, and a page past the end shows the last."""
+def test_prospects_come_a_page_at_a_time_matched_in_chunks(client, app, matrix, monkeypatch):
+    """Chunks of one enterprise and pages of one: every prospect is on exactly one page with
+    its own matches, the one qualifying comes first, the counts cover them all, and a page
+    past the end shows the last."""
     monkeypatch.setattr(bank_views, "PROSPECT_CHUNK", 1)
     monkeypatch.setattr(bank_views, "PROSPECTS_PER_PAGE", 1)
     bank, ids = matrix
+    with app.app_context():
+        _product(db.session.get(User, bank.user_id), name="税易贷", required_scopes=("tax",))
+        mine = db.session.get(Enterprise, ids["mine"])
+        owner = db.session.scalar(
+            sa.select(User).where(User.organization_id == mine.organization_id)
+        )
+        authz.grant(owner, mine, GrantRequest(kind=AuthorizationKind.COLLECTION, scopes=("tax",)))
+        db.session.commit()
+    client.set_cookie("lang", "en")
     login(client, bank)
-    seen = []
-    for page in (1, 2):
-        html = client.get(f"/bank/prospects?page={page}").get_data(as_text=True)
-        shown = [eid for eid in ids.values() if f'data-enterprise="{eid}"' in html]
-        assert len(shown) == 1
-        seen += shown
-        assert "2 enterprises have authorized your bank" in html
+    first = client.get("/bank/prospects?page=1").get_data(as_text=True)
+    second = client.get("/bank/prospects?page=2").get_data(as_text=True)
+    for page, html in ((1, first), (2, second)):
+        assert "2 enterprises have authorized your bank; 1 qualify" in " ".join(html.split())
         assert f"Page {page} of 2" in html
-    assert sorted(seen) == sorted([ids["mine"], ids["all_banks"]])
+    row = re.search(rf'data-enterprise="{ids["mine"]}".*?</tr>', first, re.S)
+    assert row and "税易贷" in row.group(0)
+    row = re.search(rf'data-enterprise="{ids["all_banks"]}".*?</tr>', second, re.S)
+    assert row and "税易贷" not in row.group(0) and "none yet" in row.group(0)
     last = client.get("/bank/prospects?page=9").get_data(as_text=True)
-    assert "Page 2 of 2" in last and f'data-enterprise="{seen[1]}"' in last
+    assert "Page 2 of 2" in last and f'data-enterprise="{ids["all_banks"]}"' in last
+    client.set_cookie("lang", "zh")
+    chinese = client.get("/bank/prospects").get_data(as_text=True)
+    assert "共有 2 家企业向贵行授权；其中 1 家符合贵行至少一款产品的条件。" in chinese
