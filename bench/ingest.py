@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import create_app
 from app.extensions import db
-from app.services import accounts, ingestion
+from app.services import accounts, ingestion, workdays
 from models import OrgKind, Role
 from models.codes import uscc_check_digit
 
@@ -313,7 +313,7 @@ def run(n_rows: int, broker: str, repeat: int = 3) -> None:
         with app.app_context():
             flask_migrate.upgrade()
             now = dt.datetime.now(dt.UTC)
-            today = now.astimezone(ingestion.CHINA).date()
+            today = workdays.local_date(now)
             per_group = -(-n_rows // (MONTHS * len(TAX_TYPES)))
             ids = setup(per_group * repeat + 1, now)
             usccs = sorted(ids)

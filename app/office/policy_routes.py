@@ -15,10 +15,9 @@ from app.extensions import db
 from app.forms import ConfirmForm, show_error
 from app.office import bp
 from app.office.policy_forms import DecisionForm, PolicyForm
-from app.services import policies
+from app.services import policies, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from models import PolicyApplicationStatus, PolicyStatus, Role, SupportPolicy
-from models.base import utcnow
 
 LABELS = {
     "kinds": policies.KIND_LABELS,
@@ -29,7 +28,7 @@ LABELS = {
 
 @bp.get("/policies")
 def policy_list() -> Any:
-    today = utcnow().astimezone(policies.SHANGHAI).date()
+    today = workdays.local_date()
     return render_template(
         "office/policies.html",
         policies=policies.all_policies(current_user),

@@ -362,8 +362,8 @@ def working_days_late(app: LoanApplication, now: dt.datetime | None = None) -> i
     return max(
         0,
         workdays.working_days_between(
-            app.respond_by.astimezone(workdays.SHANGHAI).date(),
-            now.astimezone(workdays.SHANGHAI).date(),
+            workdays.local_date(app.respond_by),
+            workdays.local_date(now),
         ),
     )
 

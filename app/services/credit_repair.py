@@ -35,10 +35,6 @@ STATUS_LABELS = {
 }
 
 
-def _today(now: dt.datetime) -> dt.date:
-    return workdays.local_date(now)
-
-
 def is_repairable(record: PublicCreditRecord, today: dt.date) -> bool:
     """A dishonesty record (not a commendation) that is neither repaired nor past its
     publication period."""
@@ -77,7 +73,7 @@ def apply(
     record = objections.own_record(enterprise, schema.PUBLIC_CREDIT, record_id)
     latest = objections.latest_version(schema.PUBLIC_CREDIT, record)
     assert isinstance(latest, PublicCreditRecord)  # noqa: S101
-    if not is_repairable(latest, _today(now)):
+    if not is_repairable(latest, workdays.local_date(now)):
         raise AccountError(
             _l("This record no longer counts (repaired, expired or a commendation)."),
             field="text",
@@ -148,7 +144,7 @@ def decide(
     enterprise = db.session.get(Enterprise, repair.enterprise_id)
     assert enterprise is not None  # noqa: S101
     if approve:
-        day = repaired_on or _today(now)
+        day = repaired_on or workdays.local_date(now)
         record = db.session.get(PublicCreditRecord, repair.record_id)
         assert record is not None  # noqa: S101
         new, _diff = objections.add_record_version(
@@ -229,7 +225,7 @@ def recently_decided(limit: int = 50) -> list[CreditRepair]:
 def shown_to_banks(enterprise_id: int, now: dt.datetime | None = None) -> list[PublicCreditRecord]:
     """The enterprise's public-credit records a bank sees: the latest version of each,
     still published and not repaired (art. 40: repaired records are no longer published)."""
-    today = _today(now or utcnow())
+    today = workdays.local_date(now)
     rows = objections.latest_records(enterprise_id, schema.PUBLIC_CREDIT)
     return [r for r in rows if isinstance(r, PublicCreditRecord) and is_repairable(r, today)]
 

@@ -34,7 +34,6 @@ from decimal import Decimal
 from itertools import islice
 from types import SimpleNamespace
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import psycopg
@@ -44,7 +43,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from psycopg.copy import QueuedLibpqWriter
 
-from app.services import audit, authorization
+from app.services import audit, authorization, workdays
 from ml import schema
 from models import AuditEvent, Enterprise, User, db
 from models.base import utcnow
@@ -52,7 +51,6 @@ from models.codes import CodeError, normalize_uscc
 from models.ingestion import BatchStatus, IngestionBatch, RejectedRow
 from models.records import RECORD_MODELS
 
-CHINA = ZoneInfo("Asia/Shanghai")
 CHUNK_ROWS = 25_000
 MAX_TEXT = 64
 _META = frozenset({"provider", "batch_id", "version"})
@@ -552,7 +550,7 @@ class _Ingestion:
         self.key_index = [self.names.index(k) for k in self.key_columns if k != "uscc"]
         self.period_index = self.names.index(schema.PERIOD_COLUMN[source])
         self.scope = schema.TABLE_SCOPE[source]
-        self.clock = _Clock(now.astimezone(CHINA).date())
+        self.clock = _Clock(workdays.local_date(now))
         self.usccs: dict[str, str | _Bad] = {}
         self.enterprise_ids: dict[str, int | None] = {}
         self.windows: dict[str, authorization.CollectionWindow | None] = {}

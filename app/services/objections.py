@@ -199,7 +199,7 @@ def add_record_version(
     (``field`` = the column) for an invalid value, or when nothing would change.
     """
     latest = latest_version(table, record)
-    clock = _Clock(now.astimezone(workdays.SHANGHAI).date())
+    clock = _Clock(workdays.local_date(now))
     editable = set(editable_columns(table))
     values: dict[str, str | None] = {}
     diff: dict[str, list[str]] = {}
@@ -636,7 +636,7 @@ def own_objection(actor: User, objection_id: int) -> Objection:
 
 
 def _working_days_left(today: dt.date, due: dt.datetime) -> int:
-    return workdays.working_days_between(today, due.astimezone(workdays.SHANGHAI).date())
+    return workdays.working_days_between(today, workdays.local_date(due))
 
 
 @dataclass
@@ -652,7 +652,7 @@ class QueueItem:
 
 def status_of(objection: Objection, now: dt.datetime | None = None) -> QueueItem:
     now = now or utcnow()
-    today = now.astimezone(workdays.SHANGHAI).date()
+    today = workdays.local_date(now)
     stage = "flag" if objection.status is ObjectionStatus.FILED else "decide"
     due = objection.flag_by if stage == "flag" else objection.decide_by
     return QueueItem(

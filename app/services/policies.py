@@ -26,7 +26,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from app.services import audit, matching, notifications, products
+from app.services import audit, matching, notifications, products, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.matching import RuleResult
 from app.services.matching_engine import evaluate
@@ -870,7 +870,7 @@ def seed_demo_policies() -> int:
     office = db.session.scalar(sa.select(User).where(User.email == DEMO_LOGINS["office"]))
     if office is None:
         return 0
-    today = utcnow().astimezone(SHANGHAI).date()
+    today = workdays.local_date()
     start, end = today - dt.timedelta(days=180), today + dt.timedelta(days=180)
     basis = "《加力帮扶中小微企业纾困解难若干措施》（2022年5月9日）第一条"
     plans = [
