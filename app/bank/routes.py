@@ -12,12 +12,11 @@ from werkzeug.wrappers import Response
 from app.auth.access import role_required
 from app.bank import bp
 from app.bank.forms import REPAYMENT_LABELS, TYPE_LABELS, ProductForm
-from app.extensions import db
+from app.extensions import commit_keeping_loaded, db
 from app.forms import ConfirmForm, show_error
-from app.services import bank_views, enterprises, organizations, products
+from app.services import bank_views, enterprises, matching, organizations, products
 from app.services.accounts import AccountError, PermissionRefused
 from models import LoanProduct, ProductStatus, Role
-from models.base import commit_keeping_loaded
 
 
 @bp.get("/")
@@ -137,6 +136,7 @@ def prospect_list() -> Any:
         qualified=sum(1 for p in everyone if p.matching_products),
         page=page,
         pages=pages,
+        size_labels=matching.SIZE_LABELS,
     )
 
 
