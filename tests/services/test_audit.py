@@ -66,6 +66,13 @@ def test_deleting_the_last_event_leaves_a_shorter_valid_chain_but_new_events_con
     assert audit.verify().checked == 3
 
 
+def _run_together(threads):
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_concurrent_appends_keep_one_chain_on_postgresql(pg_app):
     """Eight writers at once (SQLite has one writer by design; production runs PostgreSQL)."""
 
@@ -76,11 +83,7 @@ def test_concurrent_appends_keep_one_chain_on_postgresql(pg_app):
                 db.session.commit()
             db.session.remove()
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_together([threading.Thread(target=worker) for _ in range(8)])
     with pg_app.app_context():
         report = audit.verify()
         assert report.ok and report.checked == 160
@@ -123,11 +126,7 @@ def test_concurrent_batches_and_single_events_keep_one_chain_on_postgresql(pg_ap
             db.session.remove()
 
     threads = [threading.Thread(target=batches, args=(w,)) for w in range(4)]
-    threads += [threading.Thread(target=singles) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_together([*threads, *(threading.Thread(target=singles) for _ in range(4))])
     with pg_app.app_context():
         report = audit.verify()
         assert report.ok and report.checked == 4 * 10 * 3 + 4 * 20
