@@ -17,20 +17,4 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 babel = Babel()
 
-__all__ = ["babel", "commit_keeping_loaded", "csrf", "db", "limiter", "login_manager", "migrate"]
-
-
-def commit_keeping_loaded() -> None:
-    """Commit the session's transaction without expiring what it has loaded.
-
-    For a page that records what it read (a use count, an audit event) and must commit
-    before rendering, so that the audit chain's lock is not held while the page renders: the
-    rows already read stay readable instead of being reloaded one statement at a time.
-    """
-    session = db.session()
-    expire = session.expire_on_commit
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = expire
+__all__ = ["babel", "csrf", "db", "limiter", "login_manager", "migrate"]

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 from app.auth.access import role_required
 from app.bank import bp
 from app.bank.forms import REPAYMENT_LABELS, TYPE_LABELS, ProductForm
-from app.extensions import commit_keeping_loaded, db
+from app.extensions import db
 from app.forms import ConfirmForm, show_error
 from app.services import bank_views, enterprises, matching, organizations, products
 from app.services.accounts import AccountError, PermissionRefused
@@ -143,14 +143,18 @@ def prospect_list() -> Any:
 @bp.get("/enterprises/<int:enterprise_id>")
 def enterprise_profile(enterprise_id: int) -> Any:
     try:
-        view = bank_views.view_profile(current_user, enterprise_id)
+        page = bank_views.show_profile(
+            current_user,
+            enterprise_id,
+            lambda view: render_template(
+                "bank/enterprise.html",
+                view=view,
+                columns=bank_views.RECORD_COLUMNS,
+                industry=enterprises.industry_label(view.enterprise.industry_code),
+            ),
+        )
     except bank_views.NotVisible:
         db.session.rollback()
         abort(404)
-    commit_keeping_loaded()  # the use count and the audit events of this view
-    return render_template(
-        "bank/enterprise.html",
-        view=view,
-        columns=bank_views.RECORD_COLUMNS,
-        industry=enterprises.industry_label(view.enterprise.industry_code),
-    )
+    db.session.commit()  # the use count and the audit events of this view, before it is sent
+    return page

@@ -562,29 +562,30 @@ def shared_with_bank(bank: Organization, now: dt.datetime | None = None) -> list
     The SQL form of what :func:`decide` allows for ``Action.VIEW_PROFILE``, for lists and
     counts; every single view still goes through :func:`decide`.
     """
-    now = now or utcnow()
-    if bank.kind is not OrgKind.BANK or not bank.is_active:
+    shared = shared_with_bank_select(bank, now or utcnow())
+    if shared is None:
         return []
-    return list(
-        db.session.scalars(
-            sa.select(Authorization.enterprise_id)
-            .where(
-                Authorization.kind == AuthorizationKind.SHARING,
-                sa.or_(Authorization.grantee_org_id == bank.id, Authorization.all_banks.is_(True)),
-                sa.or_(Authorization.revoked_at.is_(None), Authorization.revoked_at > now),
-                Authorization.paused_at.is_(None),
-                sa.or_(
-                    Authorization.purpose != Purpose.POST_LOAN_MONITORING,
-                    sa.exists().where(
-                        Loan.bank_org_id == bank.id,
-                        Loan.enterprise_id == Authorization.enterprise_id,
-                        Loan.status == LoanStatus.ACTIVE,
-                    ),
-                ),
-                Authorization.valid_from <= now,
-                Authorization.valid_until > now,
-            )
-            .distinct()
-            .order_by(Authorization.enterprise_id)
-        )
+    return list(db.session.scalars(shared.distinct().order_by(Authorization.enterprise_id)))
+
+
+def shared_with_bank_select(bank: Organization, now: dt.datetime) -> sa.Select[Any] | None:
+    """:func:`shared_with_bank` as a SELECT of enterprise ids (repeats possible), to use as a
+    subquery; None when ``bank`` may see nobody (not an active bank)."""
+    if bank.kind is not OrgKind.BANK or not bank.is_active:
+        return None
+    return sa.select(Authorization.enterprise_id).where(
+        Authorization.kind == AuthorizationKind.SHARING,
+        sa.or_(Authorization.grantee_org_id == bank.id, Authorization.all_banks.is_(True)),
+        sa.or_(Authorization.revoked_at.is_(None), Authorization.revoked_at > now),
+        Authorization.paused_at.is_(None),
+        sa.or_(
+            Authorization.purpose != Purpose.POST_LOAN_MONITORING,
+            sa.exists().where(
+                Loan.bank_org_id == bank.id,
+                Loan.enterprise_id == Authorization.enterprise_id,
+                Loan.status == LoanStatus.ACTIVE,
+            ),
+        ),
+        Authorization.valid_from <= now,
+        Authorization.valid_until > now,
     )

@@ -8,8 +8,9 @@ recorded in the audit trail the enterprise reads.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.services import audit, authorization, matching, products, profiles
 from app.services.matching_engine import eligibility
-from models import Enterprise, LoanProduct, Organization, User, db
+from models import CreditProfile, Enterprise, LoanProduct, Organization, User, db
 from models import records as rec
 from models.base import utcnow
 
@@ -55,13 +56,14 @@ _PROSPECT_COLUMNS = (
     Enterprise.size_class,
     Enterprise.founded_on,
 )
-PROSPECT_CHUNK = 5_000  # enterprises matched at a time (bound parameters stay few)
+PROSPECT_CHUNK = 5_000  # enterprises matched at a time (the eligibility matrix stays small)
 PROSPECTS_PER_PAGE = 50
+T = TypeVar("T")
 
 
 @dataclass
 class Prospect:
-    enterprise: Any  # a row of _PROSPECT_COLUMNS: id, uscc, name, region, industry, size, founded
+    enterprise: Any  # a row: _PROSPECT_COLUMNS, then its collection scopes and profile facts
     matching_products: list[LoanProduct] = field(default_factory=list)
 
 
@@ -70,27 +72,45 @@ def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
     those qualifying for most products first, then by name. Nobody else appears, not even in
     counts.
 
-    A province's bank may have a hundred thousand prospects: they are read as columns and
-    matched :data:`PROSPECT_CHUNK` at a time with the vectorized engine; pages show a slice."""
+    A province's bank may have a hundred thousand prospects: one SELECT reads each one's
+    columns, collection scopes and latest profile facts (the live sharing grants a subquery
+    in it, so no list of ids travels), and they are matched :data:`PROSPECT_CHUNK` at a time
+    with the vectorized engine; pages show a slice."""
+    now = now or utcnow()
     bank: Organization = actor.organization
-    ids = authorization.shared_with_bank(bank, now)
-    if not ids:
+    shared = authorization.shared_with_bank_select(bank, now)
+    if shared is None:
         return []
     own_products = products.published(products.Filters(bank_org_id=bank.id))
     rules = matching.rules_of(own_products) if own_products else None
-    result: list[Prospect] = []
-    for start in range(0, len(ids), PROSPECT_CHUNK):
-        rows = db.session.execute(
-            sa.select(*_PROSPECT_COLUMNS)
-            .where(Enterprise.id.in_(ids[start : start + PROSPECT_CHUNK]))
-            .order_by(Enterprise.id)
-        ).all()
-        chunk = [Prospect(row) for row in rows]
-        if rules is not None and rows:
-            ok = eligibility(matching.facts_of(rows, now), rules)
-            for i, prospect in enumerate(chunk):
+    rows = db.session.execute(
+        sa.select(
+            *_PROSPECT_COLUMNS,
+            matching.collection_scopes_column(Enterprise.id, now).label("collection_scopes"),
+            *(getattr(CreditProfile, name) for name in matching.PROFILE_FACTS),
+            CreditProfile.id.label("profile_id"),
+        )
+        .outerjoin(CreditProfile, CreditProfile.id == profiles.newest_id_column(Enterprise.id))
+        .where(Enterprise.id.in_(shared))
+        .order_by(Enterprise.id)
+    ).all()
+    result = [Prospect(row) for row in rows]
+    if rules is not None:
+        for start in range(0, len(rows), PROSPECT_CHUNK):
+            part = rows[start : start + PROSPECT_CHUNK]
+            facts = matching.facts_from(
+                part,
+                {row.id: matching.scopes_mask(row.collection_scopes) for row in part},
+                {
+                    row.id: {name: getattr(row, name) for name in matching.PROFILE_FACTS}
+                    for row in part
+                    if row.profile_id is not None
+                },
+                now,
+            )
+            ok = eligibility(facts, rules)
+            for i, prospect in enumerate(result[start : start + PROSPECT_CHUNK]):
                 prospect.matching_products = [own_products[j] for j in np.flatnonzero(ok[i])]
-        result.extend(chunk)
     result.sort(key=lambda p: (-len(p.matching_products), p.enterprise.name))
     return result
 
@@ -118,6 +138,22 @@ def view_profile(actor: User, enterprise_id: int, now: dt.datetime | None = None
 
     Raises :class:`NotVisible` when there is no live grant — the same for an enterprise
     that does not exist, so the answer reveals nothing."""
+    return show_profile(actor, enterprise_id, lambda view: view, now)
+
+
+def show_profile(
+    actor: User,
+    enterprise_id: int,
+    render: Callable[[ProfileView], T],
+    now: dt.datetime | None = None,
+) -> T:
+    """:func:`view_profile` for a page: ``render(view)`` runs after the reads and before the
+    writes (the grant's use count, the audit events), and its result is returned only once
+    they are written, so a view that could not be logged is never shown. The caller commits.
+
+    Rendering first keeps the page's own reads (objection marks, public-credit records,
+    notifications) in the one transaction, and the audit chain's lock is held only from the
+    events' append to the commit, never while a template renders."""
     now = now or utcnow()
     enterprise = db.session.get(Enterprise, enterprise_id)
     if enterprise is None:
@@ -138,6 +174,7 @@ def view_profile(actor: User, enterprise_id: int, now: dt.datetime | None = None
             rows.extend(_latest_versions(model, enterprise.id, period, extra_key))
         records[scope] = rows
     latest = profiles.latest_profiles([enterprise.id]).get(enterprise.id)
+    shown = render(ProfileView(enterprise, latest, records, hidden))
     # The writes last: the audit chain is locked from its append to the commit.
     authorization.record_uses([decision, *(per_scope[scope] for scope in records)], now)
     entries = [
@@ -147,7 +184,7 @@ def view_profile(actor: User, enterprise_id: int, now: dt.datetime | None = None
         *(audit.Entry("records.view", actor, enterprise.id, scope=scope) for scope in records),
     ]
     audit.record_many(entries, now=now)
-    return ProfileView(enterprise, latest, records, hidden)
+    return shown
 
 
 def _latest_versions(

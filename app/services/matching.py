@@ -108,25 +108,45 @@ def rules_of(products: Sequence[HasRules]) -> ProductRules:
     )
 
 
+def _live_collection(now: dt.datetime) -> list[sa.ColumnElement[bool]]:
+    return [
+        Authorization.kind == AuthorizationKind.COLLECTION,
+        Authorization.revoked_at.is_(None),
+        Authorization.paused_at.is_(None),
+        Authorization.valid_from <= now,
+        Authorization.valid_until > now,
+    ]
+
+
 def _collection_scopes(enterprise_ids: Sequence[int], now: dt.datetime) -> dict[int, int]:
     """Bitmask of scopes each enterprise has a live collection grant for."""
     rows = db.session.execute(
         sa.select(Authorization.enterprise_id, Authorization.scopes).where(
-            Authorization.enterprise_id.in_(enterprise_ids),
-            Authorization.kind == AuthorizationKind.COLLECTION,
-            Authorization.revoked_at.is_(None),
-            Authorization.paused_at.is_(None),
-            Authorization.valid_from <= now,
-            Authorization.valid_until > now,
+            Authorization.enterprise_id.in_(enterprise_ids), *_live_collection(now)
         )
     )
     masks: dict[int, int] = {}
     for enterprise_id, scopes in rows:
-        masks[enterprise_id] = masks.get(enterprise_id, 0) | bitmask(scopes.split(","), SCOPES)
+        masks[enterprise_id] = masks.get(enterprise_id, 0) | scopes_mask(scopes)
     return masks
 
 
-_PROFILE_FACTS = (
+def scopes_mask(scopes: str | None) -> int:
+    """The bitmask of comma-separated scope names (repeats and unknown names ignored)."""
+    return bitmask(scopes.split(","), SCOPES) if scopes else 0
+
+
+def collection_scopes_column(enterprise_id: Any, now: dt.datetime) -> Any:
+    """A correlated SQL column: the scopes of ``enterprise_id``'s live collection grants,
+    comma-joined (NULL when none) — :func:`_collection_scopes` inside another SELECT."""
+    return (
+        sa.select(sa.func.aggregate_strings(Authorization.scopes, ","))
+        .where(Authorization.enterprise_id == enterprise_id, *_live_collection(now))
+        .scalar_subquery()
+    )
+
+
+PROFILE_FACTS = (
     "grade_rank",
     "public_credit_class",
     "annual_sales",
@@ -139,8 +159,8 @@ def profile_facts(enterprise_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]
     """The latest credit profile's matching facts per enterprise (none yet → empty); reads
     only these columns, not the snapshots' features and reasons."""
     return {
-        row[0]: dict(zip(_PROFILE_FACTS, row[1:], strict=True))
-        for row in profiles.latest_columns(enterprise_ids, _PROFILE_FACTS)
+        row[0]: dict(zip(PROFILE_FACTS, row[1:], strict=True))
+        for row in profiles.latest_columns(enterprise_ids, PROFILE_FACTS)
     }
 
 
@@ -149,8 +169,18 @@ def facts_of(enterprises: Sequence[Any], now: dt.datetime | None = None) -> Ente
     ``id``, ``founded_on``, ``industry_code``, ``region_code`` and ``size_class``."""
     now = now or utcnow()
     ids = [e.id for e in enterprises]
-    scopes = _collection_scopes(ids, now)
-    profiles = profile_facts(ids)
+    return facts_from(enterprises, _collection_scopes(ids, now), profile_facts(ids), now)
+
+
+def facts_from(
+    enterprises: Sequence[Any],
+    scopes: Mapping[int, int],
+    profiles: Mapping[int, Mapping[str, Any]],
+    now: dt.datetime,
+) -> EnterpriseFacts:
+    """:func:`facts_of` from what the caller has read already: each enterprise's collection
+    scopes bitmask and its latest profile's :data:`PROFILE_FACTS` (absent → not known)."""
+    ids = [e.id for e in enterprises]
     today = workdays.local_date(now)
 
     def col(name: str) -> np.ndarray:

@@ -432,6 +432,17 @@ def _newest_ids(ids: Sequence[int]) -> sa.Select[Any]:
     )
 
 
+def newest_id_column(enterprise_id: Any) -> Any:
+    """A correlated SQL column: the id of ``enterprise_id``'s newest snapshot (NULL when it
+    has none) — what :func:`latest_profiles` reads, inside another SELECT."""
+    newer = sa.orm.aliased(CreditProfile)
+    return (
+        sa.select(sa.func.max(newer.id))
+        .where(newer.enterprise_id == enterprise_id)
+        .scalar_subquery()
+    )
+
+
 def latest_profiles(enterprise_ids: Iterable[int]) -> dict[int, CreditProfile]:
     """The newest snapshot per enterprise (enterprises without one are absent)."""
     found: dict[int, CreditProfile] = {}

@@ -7,20 +7,25 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import audit, bank_views
+from app.services import audit, bank_views, matching, profiles
 from app.services import authorization as authz
 from app.services.authorization import GrantRequest
 from models import (
     AuditEvent,
     Authorization,
     AuthorizationKind,
+    CreditProfile,
     Enterprise,
     Organization,
     OrgKind,
     User,
 )
 from tests.conftest import login
-from tests.services.test_profiles_support import add_records
+from tests.services.test_profiles_support import (
+    add_records,
+    approved_version_id_fixture,  # noqa: F401  (fixture)
+    trained_model_dir_fixture,  # noqa: F401  (fixture)
+)
 from tests.support.list_pages import capture
 from tests.web.test_matches import _product
 
@@ -208,8 +213,9 @@ def test_one_view_counts_each_use_and_appends_its_events_in_order(client, app, m
 def test_the_profile_page_sends_as_many_statements_for_many_records_as_for_none(
     client, app, matrix
 ):
-    """No N+1: what the page reads stays loaded after the view's commit, so rendering 36
-    records does not reload them one by one."""
+    """No N+1: the page renders from what the view read, before the view's writes and its
+    commit, so rendering 36 records does not reload them one by one; and it is one
+    transaction (no second BEGIN after the commit for the template's own reads)."""
     bank, ids = matrix
     login(client, bank)
     path = f"/bank/enterprises/{ids['mine']}"
@@ -224,6 +230,103 @@ def test_the_profile_page_sends_as_many_statements_for_many_records_as_for_none(
     tax_rows = re.search(r'data-testid="records-tax".*?</article>', full, re.S).group(0)
     assert "No records received yet" in empty and tax_rows.count("<tr>") >= 18
     assert len(after.statements) == len(before.statements) <= 20
+    assert "audit_event" in after.statements[-1][0]  # the audit append last: nothing read after
+
+
+def test_a_view_that_could_not_be_logged_is_never_shown(client, app, matrix, monkeypatch):
+    """The page is rendered before the view's use count and audit events are written; when
+    writing them fails the page is not sent and nothing of the view is kept."""
+    bank, ids = matrix
+    login(client, bank)
+    rendered = []
+
+    def failing(entries, now=None):
+        rendered.append(True)
+        raise RuntimeError("the audit trail is unavailable")
+
+    monkeypatch.setattr(bank_views.audit, "record_many", failing)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = client.get(f"/bank/enterprises/{ids['mine']}")
+    html = response.get_data(as_text=True)
+    assert rendered and response.status_code == 500
+    assert 'data-testid="records-tax"' not in html and 'data-testid="profile"' not in html
+    with app.app_context():
+        grant = db.session.scalar(
+            sa.select(Authorization).where(Authorization.enterprise_id == ids["mine"])
+        )
+        assert grant.use_count == 0 and grant.last_used_at is None
+
+
+def test_prospect_matching_reads_the_same_facts_as_batch_matching(
+    client, app, matrix, approved_version_id
+):
+    """The prospect list's one SELECT (live sharing grants as a subquery, collection scopes
+    and the latest profile's facts as columns) gives each prospect the facts
+    ``matching.facts_of`` reads with its own queries: two collection grants' scopes
+    combined, a paused and a revoked one left out, a newer profile preferred."""
+    bank, ids = matrix
+    with app.app_context():
+        mine = db.session.get(Enterprise, ids["mine"])
+        other = db.session.get(Enterprise, ids["all_banks"])
+
+        def owner(enterprise):
+            return db.session.scalar(
+                sa.select(User).where(User.organization_id == enterprise.organization_id)
+            )
+
+        for scopes in (("tax",), ("utilities", "provident_fund")):
+            authz.grant(
+                owner(mine), mine, GrantRequest(kind=AuthorizationKind.COLLECTION, scopes=scopes)
+            )
+        paused = authz.grant(
+            owner(other), other, GrantRequest(kind=AuthorizationKind.COLLECTION, scopes=("tax",))
+        )
+        authz.set_paused(owner(other), paused, True)
+        revoked = authz.grant(
+            owner(other),
+            other,
+            GrantRequest(kind=AuthorizationKind.COLLECTION, scopes=("social_insurance",)),
+        )
+        authz.revoke(owner(other), revoked)
+        add_records(mine)
+        for day in (2, 1):  # two snapshots: the newer one (the larger id) counts
+            profiles.compute_profile(mine, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=day))
+        db.session.commit()
+        listed = bank_views.prospects(db.session.get(User, bank.user_id))
+        assert {p.enterprise.id for p in listed} == {ids["mine"], ids["all_banks"]}
+        now = dt.datetime.now(dt.UTC)
+        expected = matching.facts_of(
+            db.session.scalars(sa.select(Enterprise).where(Enterprise.id.in_(ids.values()))).all(),
+            now,
+        )
+        rows = sorted((p.enterprise for p in listed), key=lambda row: row.id)
+        got = matching.facts_from(
+            rows,
+            {row.id: matching.scopes_mask(row.collection_scopes) for row in rows},
+            {
+                row.id: {name: getattr(row, name) for name in matching.PROFILE_FACTS}
+                for row in rows
+                if row.profile_id is not None
+            },
+            now,
+        )
+        index = {int(i): k for k, i in enumerate(expected.ids)}
+        for k, enterprise_id in enumerate(got.ids):
+            e = index[int(enterprise_id)]
+            for name in ("scopes_mask", "size_class", "public_class"):
+                assert getattr(got, name)[k] == getattr(expected, name)[e], name
+            for name in ("grade_rank", "annual_sales", "tax_months", "social_months"):
+                a, b = getattr(got, name)[k], getattr(expected, name)[e]
+                assert (a == b) or (a != a and b != b), name  # equal, or both unknown (NaN)
+        by_id = {row.id: row for row in rows}
+        assert matching.scopes_mask(by_id[ids["mine"]].collection_scopes) == matching.scopes_mask(
+            "tax,utilities,provident_fund"
+        )
+        assert by_id[ids["all_banks"]].collection_scopes is None
+        newest = db.session.scalar(
+            sa.select(sa.func.max(CreditProfile.id)).where(CreditProfile.enterprise_id == mine.id)
+        )
+        assert by_id[ids["mine"]].profile_id == newest
 
 
 def test_prospects_come_a_page_at_a_time_matched_in_chunks(client, app, matrix, monkeypatch):
