@@ -136,7 +136,7 @@ def prospect_list() -> Any:
         qualified=sum(1 for p in everyone if p.matching_products),
         page=page,
         pages=pages,
-        size_labels=matching.SIZE_LABELS,
+        size_labels={size: str(label) for size, label in matching.SIZE_LABELS.items()},
     )
 
 

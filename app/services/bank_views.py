@@ -155,9 +155,16 @@ def show_profile(
     notifications) in the one transaction, and the audit chain's lock is held only from the
     events' append to the commit, never while a template renders."""
     now = now or utcnow()
-    enterprise = db.session.get(Enterprise, enterprise_id)
-    if enterprise is None:
+    # The enterprise and its latest profile in one statement; the profile is shown only if
+    # the policy allows below.
+    found = db.session.execute(
+        sa.select(Enterprise, CreditProfile)
+        .outerjoin(CreditProfile, CreditProfile.id == profiles.newest_id_column(Enterprise.id))
+        .where(Enterprise.id == enterprise_id)
+    ).first()
+    if found is None:
         raise NotVisible(enterprise_id)
+    enterprise, latest = found
     decision, per_scope = authorization.decide_for_view(
         actor.organization, enterprise, list(RECORD_TABLES), now
     )
@@ -173,7 +180,6 @@ def show_profile(
         for model, period, extra_key in tables:
             rows.extend(_latest_versions(model, enterprise.id, period, extra_key))
         records[scope] = rows
-    latest = profiles.latest_profiles([enterprise.id]).get(enterprise.id)
     shown = render(ProfileView(enterprise, latest, records, hidden))
     # The writes last: the audit chain is locked from its append to the commit.
     authorization.record_uses([decision, *(per_scope[scope] for scope in records)], now)
