@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +49,12 @@ def chain_hash(prev_hash: str, event: AuditEvent) -> str:
 def _lock() -> None:
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
+
+
+@cache
+def _chain_end() -> sa.Select[int, str]:
+    """The last event's ``seq`` and hash; built once (every audited request reads it)."""
+    return sa.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
 
 
 @dataclass(frozen=True)
@@ -94,9 +101,7 @@ def record_many(entries: Sequence[Entry], now: dt.datetime | None = None) -> lis
     if not entries:
         return []
     _lock()
-    last = db.session.execute(
-        sa.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
+    last = db.session.execute(_chain_end()).first()
     seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS_HASH)
     now = now or utcnow()
     events = []

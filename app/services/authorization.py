@@ -262,17 +262,28 @@ _REFUSALS = {
 def _candidate_grants(
     enterprise_id: int, kind: AuthorizationKind, bank_id: int | None
 ) -> list[Authorization]:
+    params = {"enterprise_id": enterprise_id, "kind": kind, "bank_id": bank_id}
+    return list(db.session.scalars(_candidates(kind is AuthorizationKind.SHARING), params))
+
+
+@cache
+def _candidates(sharing: bool) -> sa.Select[Authorization]:
+    """The SELECT behind :func:`_candidate_grants`, built once (its values are bound
+    parameters): a page asks it on every request."""
     stmt = sa.select(Authorization).where(
-        Authorization.enterprise_id == enterprise_id, Authorization.kind == kind
+        Authorization.enterprise_id == sa.bindparam("enterprise_id"),
+        Authorization.kind == sa.bindparam("kind"),
     )
-    if kind is AuthorizationKind.SHARING:
+    if sharing:
         stmt = stmt.where(
-            sa.or_(Authorization.grantee_org_id == bank_id, Authorization.all_banks.is_(True))
+            sa.or_(
+                Authorization.grantee_org_id == sa.bindparam("bank_id"),
+                Authorization.all_banks.is_(True),
+            )
         )
     # populate_existing: a grant already in this session (loaded earlier in the request or
     # job) is re-read, so a revocation committed by another session counts at once.
-    stmt = stmt.order_by(Authorization.granted_at.desc()).execution_options(populate_existing=True)
-    return list(db.session.scalars(stmt))
+    return stmt.order_by(Authorization.granted_at.desc()).execution_options(populate_existing=True)
 
 
 def decide(
@@ -423,12 +434,23 @@ def record_uses(decisions: Iterable[Decision], now: dt.datetime | None = None) -
     uses = Counter(
         d.authorization_id for d in decisions if d.allowed and d.authorization_id is not None
     )
+    now = now or utcnow()
     for authorization_id, count in sorted(uses.items()):
         db.session.execute(
-            sa.update(Authorization)
-            .where(Authorization.id == authorization_id)
-            .values(use_count=Authorization.use_count + count, last_used_at=now or utcnow())
+            _count_uses(), {"grant_id": authorization_id, "uses": count, "used_at": now}
         )
+
+
+@cache
+def _count_uses() -> sa.Update:
+    return (
+        sa.update(Authorization)
+        .where(Authorization.id == sa.bindparam("grant_id"))
+        .values(
+            use_count=Authorization.use_count + sa.bindparam("uses"),
+            last_used_at=sa.bindparam("used_at"),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -562,26 +584,37 @@ def shared_with_bank(bank: Organization, now: dt.datetime | None = None) -> list
     The SQL form of what :func:`decide` allows for ``Action.VIEW_PROFILE``, for lists and
     counts; every single view still goes through :func:`decide`.
     """
-    shared = shared_with_bank_select(bank, now or utcnow())
-    if shared is None:
+    if not sees_shared(bank):
         return []
-    return list(db.session.scalars(shared.distinct().order_by(Authorization.enterprise_id)))
+    return list(
+        db.session.scalars(
+            shared_with_bank_select().distinct().order_by(Authorization.enterprise_id),
+            {"bank_id": bank.id, "now": now or utcnow()},
+        )
+    )
 
 
-def shared_with_bank_select(bank: Organization, now: dt.datetime) -> sa.Select[Any] | None:
+def sees_shared(bank: Organization) -> bool:
+    """Whether ``bank`` may see shared profiles at all (an active bank)."""
+    return bank.kind is OrgKind.BANK and bank.is_active
+
+
+@cache
+def shared_with_bank_select() -> sa.Select[Any]:
     """:func:`shared_with_bank` as a SELECT of enterprise ids (repeats possible), to use as a
-    subquery; None when ``bank`` may see nobody (not an active bank)."""
-    if bank.kind is not OrgKind.BANK or not bank.is_active:
-        return None
+    subquery, for a bank that :func:`sees_shared`. Built once; the statement that runs it
+    binds its parameters ``bank_id`` (the bank's organization id) and ``now``."""
+    bank_id: sa.BindParameter[int] = sa.bindparam("bank_id")  # typed by the columns
+    now: sa.BindParameter[dt.datetime] = sa.bindparam("now")
     return sa.select(Authorization.enterprise_id).where(
         Authorization.kind == AuthorizationKind.SHARING,
-        sa.or_(Authorization.grantee_org_id == bank.id, Authorization.all_banks.is_(True)),
+        sa.or_(Authorization.grantee_org_id == bank_id, Authorization.all_banks.is_(True)),
         sa.or_(Authorization.revoked_at.is_(None), Authorization.revoked_at > now),
         Authorization.paused_at.is_(None),
         sa.or_(
             Authorization.purpose != Purpose.POST_LOAN_MONITORING,
             sa.exists().where(
-                Loan.bank_org_id == bank.id,
+                Loan.bank_org_id == bank_id,
                 Loan.enterprise_id == Authorization.enterprise_id,
                 Loan.status == LoanStatus.ACTIVE,
             ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, TypeVar
 
 import numpy as np
@@ -78,22 +79,11 @@ def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
     with the vectorized engine; pages show a slice."""
     now = now or utcnow()
     bank: Organization = actor.organization
-    shared = authorization.shared_with_bank_select(bank, now)
-    if shared is None:
+    if not authorization.sees_shared(bank):
         return []
     own_products = products.published(products.Filters(bank_org_id=bank.id))
     rules = matching.rules_of(own_products) if own_products else None
-    rows = db.session.execute(
-        sa.select(
-            *_PROSPECT_COLUMNS,
-            matching.collection_scopes_column(Enterprise.id, now).label("collection_scopes"),
-            *(getattr(CreditProfile, name) for name in matching.PROFILE_FACTS),
-            CreditProfile.id.label("profile_id"),
-        )
-        .outerjoin(CreditProfile, CreditProfile.id == profiles.newest_id_column(Enterprise.id))
-        .where(Enterprise.id.in_(shared))
-        .order_by(Enterprise.id)
-    ).all()
+    rows = db.session.execute(_prospects_select(), {"bank_id": bank.id, "now": now}).all()
     result = [Prospect(row) for row in rows]
     if rules is not None:
         for start in range(0, len(rows), PROSPECT_CHUNK):
@@ -113,6 +103,24 @@ def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
                 prospect.matching_products = [own_products[j] for j in np.flatnonzero(ok[i])]
     result.sort(key=lambda p: (-len(p.matching_products), p.enterprise.name))
     return result
+
+
+@cache
+def _prospects_select() -> sa.Select[*tuple[Any, ...]]:
+    """The prospect list's one SELECT, built once (a page runs it on every request); binds
+    ``bank_id`` and ``now``."""
+    now: sa.BindParameter[dt.datetime] = sa.bindparam("now")
+    return (
+        sa.select(
+            *_PROSPECT_COLUMNS,
+            matching.collection_scopes_column(Enterprise.id, now).label("collection_scopes"),
+            *(getattr(CreditProfile, name) for name in matching.PROFILE_FACTS),
+            CreditProfile.id.label("profile_id"),
+        )
+        .outerjoin(CreditProfile, CreditProfile.id == profiles.newest_id_column(Enterprise.id))
+        .where(Enterprise.id.in_(authorization.shared_with_bank_select()))
+        .order_by(Enterprise.id)
+    )
 
 
 class NotVisible(LookupError):
@@ -157,11 +165,7 @@ def show_profile(
     now = now or utcnow()
     # The enterprise and its latest profile in one statement; the profile is shown only if
     # the policy allows below.
-    found = db.session.execute(
-        sa.select(Enterprise, CreditProfile)
-        .outerjoin(CreditProfile, CreditProfile.id == profiles.newest_id_column(Enterprise.id))
-        .where(Enterprise.id == enterprise_id)
-    ).first()
+    found = db.session.execute(_enterprise_select(), {"enterprise_id": enterprise_id}).first()
     if found is None:
         raise NotVisible(enterprise_id)
     enterprise, latest = found
@@ -193,10 +197,36 @@ def show_profile(
     return shown
 
 
+@cache
+def _enterprise_select() -> sa.Select[Enterprise, CreditProfile]:
+    """An enterprise and its latest profile (None when it has none); binds
+    ``enterprise_id``."""
+    return (
+        sa.select(Enterprise, CreditProfile)
+        .outerjoin(CreditProfile, CreditProfile.id == profiles.newest_id_column(Enterprise.id))
+        .where(Enterprise.id == sa.bindparam("enterprise_id"))
+    )
+
+
 def _latest_versions(
     model: Any, enterprise_id: int, period: str, extra_key: tuple[str, ...], months: int = 24
 ) -> list[Any]:
     """The latest version of each record of one enterprise, newest period first."""
+    rows = list(
+        db.session.scalars(
+            _latest_select(model, period, extra_key), {"enterprise_id": enterprise_id}
+        )
+    )
+    periods = sorted({getattr(r, period) for r in rows}, reverse=True)[:months]
+    keep = set(periods)
+    return [r for r in rows if getattr(r, period) in keep]
+
+
+@cache
+def _latest_select(model: Any, period: str, extra_key: tuple[str, ...]) -> sa.Select[Any]:
+    """The SELECT behind :func:`_latest_versions`, built once per record table; binds
+    ``enterprise_id``."""
+    enterprise_id: sa.BindParameter[int] = sa.bindparam("enterprise_id")
     key_cols = [getattr(model, period), *(getattr(model, k) for k in extra_key)]
     newest = (
         sa.select(*key_cols, sa.func.max(model.version).label("v"))
@@ -206,13 +236,9 @@ def _latest_versions(
     )
     join_on = [getattr(model, period) == newest.c[period], model.version == newest.c.v]
     join_on += [getattr(model, k) == newest.c[k] for k in extra_key]
-    stmt = (
+    return (
         sa.select(model)
         .join(newest, sa.and_(*join_on))
         .where(model.enterprise_id == enterprise_id)
         .order_by(getattr(model, period).desc(), *(getattr(model, k) for k in extra_key))
     )
-    rows = list(db.session.scalars(stmt))
-    periods = sorted({getattr(r, period) for r in rows}, reverse=True)[:months]
-    keep = set(periods)
-    return [r for r in rows if getattr(r, period) in keep]

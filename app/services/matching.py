@@ -136,9 +136,10 @@ def scopes_mask(scopes: str | None) -> int:
     return bitmask(scopes.split(","), SCOPES) if scopes else 0
 
 
-def collection_scopes_column(enterprise_id: Any, now: dt.datetime) -> Any:
+def collection_scopes_column(enterprise_id: Any, now: Any) -> Any:
     """A correlated SQL column: the scopes of ``enterprise_id``'s live collection grants,
-    comma-joined (NULL when none) — :func:`_collection_scopes` inside another SELECT."""
+    comma-joined (NULL when none) — :func:`_collection_scopes` inside another SELECT.
+    ``now`` is a datetime or a bound parameter."""
     return (
         sa.select(sa.func.aggregate_strings(Authorization.scopes, ","))
         .where(Authorization.enterprise_id == enterprise_id, *_live_collection(now))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -162,13 +163,16 @@ def text_of(notification: Notification) -> str:
 
 
 def unread_count(user: User) -> int:
+    return db.session.scalar(_unread(), {"user_id": user.id}) or 0
+
+
+@cache
+def _unread() -> sa.Select[int]:
+    """Built once: every page's layout shows the count."""
     return (
-        db.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(Notification)
-            .where(Notification.user_id == user.id, Notification.read_at.is_(None))
-        )
-        or 0
+        sa.select(sa.func.count())
+        .select_from(Notification)
+        .where(Notification.user_id == sa.bindparam("user_id"), Notification.read_at.is_(None))
     )
 
 

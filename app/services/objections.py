@@ -30,6 +30,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,15 @@ def latest_version(table: str, record: SourceRecord) -> SourceRecord:
 
 def latest_records(enterprise_id: int, table: str, limit: int = 120) -> list[SourceRecord]:
     """The latest version of each of an enterprise's records in ``table``, newest first."""
+    return list(db.session.scalars(_latest_select(table, limit), {"enterprise_id": enterprise_id}))
+
+
+@cache
+def _latest_select(table: str, limit: int) -> sa.Select[Any]:
+    """The SELECT behind :func:`latest_records`, built once per table (a bank's profile page
+    runs it on every request); binds ``enterprise_id``."""
     model = RECORD_MODELS[table]
+    enterprise_id: sa.BindParameter[int] = sa.bindparam("enterprise_id")
     keys = [getattr(model, k) for k in key_columns(table)]
     newest = (
         sa.select(*keys, sa.func.max(model.version).label("v"))
@@ -152,14 +161,12 @@ def latest_records(enterprise_id: int, table: str, limit: int = 120) -> list[Sou
         *(getattr(model, k) == newest.c[k] for k in key_columns(table)),
     ]
     period = getattr(model, schema.PERIOD_COLUMN[table])
-    return list(
-        db.session.scalars(
-            sa.select(model)
-            .join(newest, sa.and_(*on))
-            .where(model.enterprise_id == enterprise_id)
-            .order_by(period.desc(), *keys)
-            .limit(limit)
-        )
+    return (
+        sa.select(model)
+        .join(newest, sa.and_(*on))
+        .where(model.enterprise_id == enterprise_id)
+        .order_by(period.desc(), *keys)
+        .limit(limit)
     )
 
 
@@ -713,18 +720,23 @@ class Marks:
 
 def marks_for(enterprise_id: int) -> Marks:
     marks = Marks()
-    for objection in db.session.scalars(
-        sa.select(Objection).where(
-            Objection.enterprise_id == enterprise_id,
-            Objection.status.in_(OPEN_OBJECTION_STATUSES),
-        )
-    ):
+    for objection in db.session.scalars(_open_objections(), {"enterprise_id": enterprise_id}):
         if objection.target is ObjectionTarget.PROFILE:
             marks.profile = objection.id
         else:
             key = (objection.record_table or "", tuple(objection.record_key or ()))
             marks.records[key] = objection.id
     return marks
+
+
+@cache
+def _open_objections() -> sa.Select[Objection]:
+    """An enterprise's open objections (binds ``enterprise_id``), built once: every profile
+    page a bank opens marks what is under objection."""
+    return sa.select(Objection).where(
+        Objection.enterprise_id == sa.bindparam("enterprise_id"),
+        Objection.status.in_(OPEN_OBJECTION_STATUSES),
+    )
 
 
 def describe_record(table: str | None, record: Any) -> str:
