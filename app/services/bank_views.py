@@ -81,7 +81,7 @@ def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
     bank: Organization = actor.organization
     if not authorization.sees_shared(bank):
         return []
-    own_products = products.published(products.Filters(bank_org_id=bank.id))
+    own_products = products.published_by(bank.id)
     rules = matching.rules_of(own_products) if own_products else None
     rows = db.session.execute(_prospects_select(), {"bank_id": bank.id, "now": now}).all()
     result = [Prospect(row) for row in rows]

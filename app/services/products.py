@@ -289,3 +289,21 @@ def published(filters: Filters | None = None) -> list[LoanProduct]:
     if filters.pool_only:
         stmt = stmt.where(LoanProduct.pool_participation.is_(True))
     return list(db.session.scalars(stmt.order_by(LoanProduct.rate_min, LoanProduct.id)))
+
+
+def published_by(bank_org_id: int) -> list[LoanProduct]:
+    """One bank's published products, as :func:`published` with only ``bank_org_id`` set
+    returns them; the statement is built once (the prospect list asks on every request)."""
+    return list(db.session.scalars(_published_by(), {"bank_org_id": bank_org_id}))
+
+
+@functools.cache
+def _published_by() -> sa.Select[LoanProduct]:
+    return (
+        sa.select(LoanProduct)
+        .where(
+            LoanProduct.status == ProductStatus.PUBLISHED,
+            LoanProduct.bank_org_id == sa.bindparam("bank_org_id"),
+        )
+        .order_by(LoanProduct.rate_min, LoanProduct.id)
+    )

@@ -132,3 +132,22 @@ def test_supermarket_filters(bank_admin):
     assert names(products.Filters(amount=Decimal("2500000"))) == ["A"]
     assert names(products.Filters(term_months=24)) == ["A"]
     assert names(products.Filters(pool_only=True)) == ["A"]
+
+
+def test_one_banks_published_products(bank_admin, factory):
+    """``published_by`` (the prospect list's) lists what the supermarket filtered by bank
+    lists, in its order: published only, this bank's only, cheapest first."""
+    other = db.session.get(User, factory.user(OrgKind.BANK).user_id)
+    dear = products.create_draft(bank_admin, terms(name="dear", rate_min=Decimal("4.10")))
+    cheap = products.create_draft(bank_admin, terms(name="cheap", rate_min=Decimal("3.10")))
+    retired = products.create_draft(bank_admin, terms(name="retired"))
+    products.create_draft(bank_admin, terms(name="draft"))
+    theirs = products.create_draft(other, terms(name="theirs"))
+    for product in (dear, cheap, retired):
+        products.publish(bank_admin, product)
+    products.publish(other, theirs)
+    products.retire(bank_admin, retired)
+    mine = products.published_by(bank_admin.organization_id)
+    assert [p.name for p in mine] == ["cheap", "dear"]
+    assert mine == products.published(products.Filters(bank_org_id=bank_admin.organization_id))
+    assert [p.name for p in products.published_by(other.organization_id)] == ["theirs"]
