@@ -15,7 +15,9 @@ API and the collection job. For every row it
 
 Rows are processed in chunks; each chunk costs a constant number of queries whatever its
 size (enterprises, grants, latest versions, inserts). On PostgreSQL records go in with
-``COPY``; on SQLite with ``executemany``. No ORM object is made per row.
+``COPY`` (one for the whole batch when its lookups can use a second connection, fed chunk
+after chunk while Python validates the next); on SQLite with ``executemany``. No ORM
+object is made per row.
 
 The service flushes; the caller commits once (or rolls back: then nothing at all is kept).
 """
@@ -52,6 +54,10 @@ from models.ingestion import BatchStatus, IngestionBatch, RejectedRow
 from models.records import RECORD_MODELS
 
 CHUNK_ROWS = 25_000
+FIRST_CHUNK_ROWS = 2_000  # the first chunk; the next ones double in size up to CHUNK_ROWS
+# With a reader, the COPY of a batch goes on from chunk to chunk and rejected rows wait for
+# it to end (the session's connection is busy); past this many it is ended to store them.
+REJECTIONS_HELD = 10_000
 MAX_TEXT = 64
 _META = frozenset({"provider", "batch_id", "version"})
 
@@ -248,16 +254,34 @@ class _Clock:
 
 
 # Vectorized fast paths (pyarrow.compute, RE2: ``[0-9]`` is ASCII only): a value matching
-# ``pattern`` is valid and its canonical text is the value after ``rewrites`` (regex, RE2
-# replacement). Any other non-empty value goes through the column's Python parser, which is
-# the authority: it accepts it (canonically) or says what is wrong with it.
-_FAST_MONEY = (
-    r"^[0-9]{1,16}(\.[0-9]{1,2})?$",
-    ((r"^0+([0-9])", r"\1"), (r"^([0-9]+)$", r"\1.00"), (r"^([0-9]+\.[0-9])$", r"\10")),
-)
-_FAST_INTEGER = (r"^[0-9]{1,9}$", ((r"^0+([0-9])", r"\1"),))
-_FAST_IDENTIFIER = (r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$", ())
-FastPath = tuple[str, tuple[tuple[str, str], ...]]
+# ``pattern`` is valid and its canonical text is what ``canonical`` makes of it (applied to
+# the whole column; only the values matching ``pattern`` are kept from it). Any other
+# non-empty value goes through the column's Python parser, which is the authority: it
+# accepts it (canonically) or says what is wrong with it.
+
+
+def _without_leading_zeros(texts: pa.Array) -> pa.Array:
+    """Leading zeros dropped, but for the last digit before the point: "007" -> "7",
+    "00.5" -> "0.5" (the regex runs only if some value starts with a zero)."""
+    if pc.any(pc.starts_with(texts, "0")).as_py():
+        return pc.replace_substring_regex(texts, r"^0+([0-9])", r"\1")
+    return texts
+
+
+def _canonical_money(texts: pa.Array) -> pa.Array:
+    """Of digits with at most two decimals: no leading zeros and two decimals, as
+    :func:`_money` ("012" -> "12.00", "1.5" -> "1.50")."""
+    texts = _without_leading_zeros(texts)
+    point = pc.find_substring(texts, ".")  # -1 without one
+    width = pc.subtract(pc.binary_length(texts), point)  # the point and its decimals
+    suffix = pc.if_else(pc.less(point, 0), ".00", pc.if_else(pc.equal(width, 2), "0", ""))
+    return pc.binary_join_element_wise(texts, suffix, "")
+
+
+FastPath = tuple[str, Callable[[pa.Array], pa.Array]]
+_FAST_MONEY: FastPath = (r"^[0-9]{1,16}(\.[0-9]{1,2})?$", _canonical_money)
+_FAST_INTEGER: FastPath = (r"^[0-9]{1,9}$", _without_leading_zeros)
+_FAST_IDENTIFIER: FastPath = (r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$", lambda texts: texts)
 
 
 @dataclass(frozen=True)
@@ -479,17 +503,50 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    """The rows in chunks of ``size``, but for the first and the last ones.
+
+    A chunk is stored while the next one is validated and checked, so the database waits
+    for the first chunk and Python for the last one: the first chunks start at
+    :data:`FIRST_CHUNK_ROWS` and double up to ``size`` (the database starts early), and the
+    last one (known as such by reading a chunk ahead) is about as small (the batch ends soon
+    after its last rows are validated). Each chunk costs a few queries, so there are only a
+    few more chunks than rows / ``size``.
+    """
     iterator = iter(rows)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
+    smallest = min(size, FIRST_CHUNK_ROWS)
+    step = smallest
+    ahead = list(islice(iterator, step + size))
+    while ahead:
+        if len(ahead) < step + size:  # these are all the rows left
+            if len(ahead) <= 2 * smallest:
+                step = min(size, len(ahead))
+            elif len(ahead) - smallest <= step:
+                step = len(ahead) - smallest
+        yield ahead[:step]
+        del ahead[:step]
+        step = min(size, step * 2)
+        if len(ahead) < step + size:
+            ahead.extend(islice(iterator, step + size - len(ahead)))
+
+
+class _Writer(QueuedLibpqWriter):
+    """psycopg's queued COPY writer, but with a queue of 32 blocks (of at most 128 kB)
+    instead of 1024: should Python validate faster than the database stores, ``write``
+    waits for the writer thread rather than the batch piling up in memory."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        super().__init__(cursor)
+        queued = getattr(self, "_queue", None)
+        if queued is not None:
+            self._queue = type(queued)(maxsize=32)
 
 
 class _PendingCopy:
     """A ``COPY`` whose data a psycopg writer thread is still sending while the caller goes
-    on (validating the next chunk: the database stores one chunk while Python checks the
-    next, on two cores at once). :meth:`finish` waits until the server has stored it all.
-    It runs on the session's own connection, so in its transaction; nothing else may use
-    that connection until it is finished."""
+    on (validating the next chunks: the database stores them while Python checks the next,
+    on two cores at once); :meth:`write` sends more rows to it. :meth:`finish` waits until
+    the server has stored it all. It runs on the session's own connection, so in its
+    transaction; nothing else may use that connection until it is finished."""
 
     def __init__(self, table: str, columns: Sequence[str], data: memoryview) -> None:
         connection = db.session.connection().connection.driver_connection
@@ -497,10 +554,14 @@ class _PendingCopy:
         quoted = ", ".join(f'"{c}"' for c in columns)
         self.statement = f'COPY "{table}" ({quoted}) FROM STDIN'
         self._cursor = connection.cursor()
-        self._context = self._cursor.copy(self.statement, writer=QueuedLibpqWriter(self._cursor))
-        copy = self._context.__enter__()
+        self._context = self._cursor.copy(self.statement, writer=_Writer(self._cursor))
+        self._copy = self._context.__enter__()
+        self.write(data)
+
+    def write(self, data: memoryview) -> None:
+        """Send more rows (the same COPY goes on)."""
         try:
-            copy.write(data)
+            self._copy.write(data)
         except BaseException as exc:
             self.abort(exc)
             raise
@@ -525,8 +586,10 @@ class _PendingCopy:
 class _Ingestion:
     """One batch, chunk after chunk: :meth:`parse` validates a chunk (no database),
     :meth:`apply` checks it against the platform (enterprises, grants, stored versions) and
-    stores it. On PostgreSQL the chunk's COPY is still running when :meth:`apply` returns
-    and the next chunk is parsed meanwhile; :meth:`finish` (or :meth:`abort`) ends it."""
+    stores it. On PostgreSQL the COPY is still running when :meth:`apply` returns and the
+    next chunk is parsed meanwhile; with a reader (see :func:`_reader`) the next chunks'
+    rows go on into that same COPY, the rejected rows being held until it ends.
+    :meth:`finish` (or :meth:`abort`) ends it."""
 
     def __init__(
         self,
@@ -554,9 +617,11 @@ class _Ingestion:
         self.usccs: dict[str, str | _Bad] = {}
         self.enterprise_ids: dict[str, int | None] = {}
         self.windows: dict[str, authorization.CollectionWindow | None] = {}
-        # The latest (version, content hash) of every natural key seen in this batch, from
-        # the database (``loaded``: enterprises already read) or stored by the batch itself.
-        self.latest: dict[str, tuple[int, str]] = {}
+        # The latest version and content hash of every natural key seen in this batch, from
+        # the database (``loaded``: enterprises already read) or stored by the batch itself
+        # (two dicts of plain values: no object per key for the garbage collector to walk).
+        self.latest: dict[str, int] = {}
+        self.latest_hash: dict[str, str] = {}
         self.loaded: set[str] = set()
         self.per_enterprise: dict[int, _Counts] = {}
         self.postgres = db.session.get_bind().dialect.name == "postgresql"
@@ -565,6 +630,7 @@ class _Ingestion:
         self.parsers = [c.bind(self.clock) for c in self.columns]
         self.digest = hashlib.sha256(source.encode())
         self.pending: _PendingCopy | None = None
+        self.held: list[_Rejection] = []  # rejected rows waiting for the COPY to end
         self.copy_columns = [
             "uscc", *self.names, "enterprise_id", "provider", "batch_id", "version",
             "content_hash", "received_at",
@@ -620,10 +686,8 @@ class _Ingestion:
     ) -> tuple[pa.Array, dict[int, Problem]]:
         """The vectorized fast path; values outside it go through the Python parser."""
         assert column.fast is not None  # noqa: S101
-        pattern, rewrites = column.fast
-        canonical = texts
-        for find, replace in rewrites:
-            canonical = pc.replace_substring_regex(canonical, find, replace)
+        pattern, canonicalize = column.fast
+        canonical = canonicalize(texts)
         others = _rows(pc.invert(pc.match_substring_regex(texts, pattern)))
         if not others.size:
             return canonical, {}
@@ -727,8 +791,16 @@ class _Ingestion:
         size = 5000 if self.postgres else 900
         for start in range(0, len(new), size):
             part = new[start : start + size]
-            query = sa.select(Enterprise.uscc, Enterprise.id).where(Enterprise.uscc.in_(part))
-            found: dict[str, int] = {row.uscc: row.id for row in self._read().execute(query)}
+            found: dict[str, int]
+            if self.postgres:  # one array parameter: no statement of thousands of them
+                with self._driver().cursor() as cursor:
+                    cursor.execute(
+                        "SELECT uscc, id FROM enterprise WHERE uscc = ANY(%s::varchar[])", (part,)
+                    )
+                    found = dict(cursor.fetchall())
+            else:
+                query = sa.select(Enterprise.uscc, Enterprise.id).where(Enterprise.uscc.in_(part))
+                found = {row.uscc: row.id for row in self._read().execute(query)}
             for uscc in part:
                 self.enterprise_ids[uscc] = found.get(uscc)
             if self.scope is not None:
@@ -848,12 +920,7 @@ class _Ingestion:
                 f'CROSS JOIN LATERAL (SELECT {columns} FROM "{self.model.__tablename__}" AS r '
                 f"WHERE r.uscc = u.uscc OFFSET 0) AS t"
             )
-            connection = (
-                self.reader.connection
-                if self.reader is not None
-                else db.session.connection().connection
-            ).driver_connection
-            assert connection is not None  # noqa: S101
+            connection = self._driver()
             for start in range(0, len(wanted), 20_000):
                 with connection.cursor() as cursor:
                     cursor.execute(lateral, {"usccs": wanted[start : start + 20_000]})
@@ -875,8 +942,10 @@ class _Ingestion:
                     current = found.get(key)
                     if current is None or version > current[0]:
                         found[key] = (version, digest)
-        for key, value in found.items():
-            self.latest.setdefault(key, value)
+        for key, (version, digest) in found.items():
+            if key not in self.latest:
+                self.latest[key] = version
+                self.latest_hash[key] = digest
         self.loaded.update(usccs)
 
     # The chunk ----------------------------------------------------------------------
@@ -884,12 +953,23 @@ class _Ingestion:
     def _read(self) -> Any:
         return self.reader if self.reader is not None else db.session
 
+    def _driver(self) -> psycopg.Connection[Any]:
+        """PostgreSQL: the psycopg connection lookups go to (the reader's, or the
+        session's)."""
+        reader = self.reader
+        connection = (
+            reader.connection if reader is not None else db.session.connection().connection
+        ).driver_connection
+        assert connection is not None  # noqa: S101
+        return cast(psycopg.Connection[Any], connection)
+
     def apply(self, parsed: _Parsed) -> None:
         """Check a parsed chunk against the platform, then store what may be stored: new
         records as version 1, changed ones as the next version, duplicates not at all.
 
-        With a reader, the checks run while the previous chunk's COPY is still being
-        stored; without one they wait for it (the session's connection is busy)."""
+        With a reader, the checks run while the previous chunks are still being stored,
+        and this chunk's rows are added to the same COPY; without one they wait for it (the
+        session's connection is busy) and each chunk has a COPY of its own."""
         if self.reader is None:
             self.finish()
         self.rejected_rows += parsed.invalid
@@ -902,10 +982,30 @@ class _Ingestion:
         versions: list[int] = []
         if authorized.size:
             stored, versions = self._versions(parsed, authorized, enterprise_ids)
-        self.finish()
-        self._store_rejections([*parsed.rejections, *refused])
-        if stored:
-            self._store(parsed, np.array(stored, dtype=np.int64), enterprise_ids, versions)
+        data = None
+        if stored and self.postgres:
+            data = self._copy_data(
+                parsed, np.array(stored, dtype=np.int64), enterprise_ids, versions
+            )
+        if self.reader is None:  # one COPY per chunk, finished before the next lookups
+            self._store_rejections([*parsed.rejections, *refused])
+            if data is not None:
+                self.pending = _PendingCopy(self.model.__tablename__, self.copy_columns, data)
+            elif stored:
+                self._store(parsed, np.array(stored, dtype=np.int64), enterprise_ids, versions)
+            return
+        # With a reader, one COPY goes on from chunk to chunk; rejected rows wait for it to
+        # end (at the end of the batch, or once REJECTIONS_HELD of them wait).
+        self.held.extend(parsed.rejections)
+        self.held.extend(refused)
+        if len(self.held) >= REJECTIONS_HELD:
+            self.finish()
+        if data is None:
+            return
+        if self.pending is None:
+            self.pending = _PendingCopy(self.model.__tablename__, self.copy_columns, data)
+        else:
+            self.pending.write(data)
 
     def _versions(
         self, parsed: _Parsed, authorized: np.ndarray, enterprise_ids: np.ndarray
@@ -917,21 +1017,35 @@ class _Ingestion:
         self._load_latest(
             [u for u, p in zip(parsed.usccs, present, strict=True) if p and u not in self.loaded]
         )
-        latest, keys, hashes = self.latest, parsed.keys, parsed.hashes
+        latest, latest_hash = self.latest, self.latest_hash
+        keys, hashes = parsed.keys, parsed.hashes
+        rows = authorized.tolist()
+        # The common case at once: no key of these rows is stored or was seen before in the
+        # batch, and none comes twice; then every row is stored as version 1.
+        every = len(rows) == len(keys)
+        first = dict.fromkeys(keys if every else [keys[row] for row in rows], 1)
+        if len(first) == len(rows) and latest.keys().isdisjoint(first):
+            latest.update(first)
+            latest_hash.update(
+                zip(first, hashes if every else [hashes[row] for row in rows], strict=True)
+            )
+            self._count(enterprise_ids[authorized], "accepted")
+            return rows, [1] * len(rows)
         stored: list[int] = []
         versions: list[int] = []
         duplicates: list[int] = []
-        for row in authorized.tolist():
+        for row in rows:
             key, digest = keys[row], hashes[row]
             previous = latest.get(key)
             if previous is None:
                 version = 1
-            elif previous[1] == digest:
+            elif latest_hash[key] == digest:
                 duplicates.append(row)
                 continue
             else:
-                version = previous[0] + 1
-            latest[key] = (version, digest)
+                version = previous + 1
+            latest[key] = version
+            latest_hash[key] = digest
             stored.append(row)
             versions.append(version)
         self._count(enterprise_ids[duplicates], "duplicates")
@@ -941,10 +1055,13 @@ class _Ingestion:
         return stored, versions
 
     def finish(self) -> None:
-        """Wait for the last COPY to be stored (raises its IntegrityError, if any)."""
+        """Wait for the COPY to be stored (raises its IntegrityError, if any), then store
+        the rejected rows held meanwhile."""
         pending, self.pending = self.pending, None
         if pending is not None:
             pending.finish()
+        held, self.held = self.held, []
+        self._store_rejections(held)
 
     def abort(self, exc: BaseException) -> None:
         pending, self.pending = self.pending, None
@@ -967,32 +1084,38 @@ class _Ingestion:
 
     # Writing ------------------------------------------------------------------------
 
+    def _copy_data(
+        self, parsed: _Parsed, rows: np.ndarray, enterprise_ids: np.ndarray, versions: list[int]
+    ) -> memoryview:
+        """PostgreSQL: the ``COPY`` text of these rows (no database needed)."""
+        columns = [parsed.uscc, *parsed.values, pa.array(parsed.hashes, pa.string())]
+        if len(rows) < len(parsed.keys):
+            take = pa.array(rows)
+            columns = [c.take(take) for c in columns]
+        *values, hashes = columns
+        lines = _joined(
+            [
+                *values,
+                pa.array(enterprise_ids[rows]).cast(pa.string()),
+                pa.scalar(_copy_text(self.provider)),
+                pa.scalar(str(self.batch.id)),
+                pa.array(versions, pa.int64()).cast(pa.string()),
+                hashes,
+                pa.scalar(self.now.isoformat() + "\n"),
+            ],
+            "\t",
+            null="\\N",
+        )
+        return _concatenated(lines)
+
     def _store(
         self, parsed: _Parsed, rows: np.ndarray, enterprise_ids: np.ndarray, versions: list[int]
     ) -> None:
+        """SQLite: insert these rows with ``executemany``."""
         take = pa.array(rows)
         uscc = parsed.uscc.take(take)
         values = [v.take(take) for v in parsed.values]
         hashes = pa.array([parsed.hashes[i] for i in rows.tolist()], pa.string())
-        if self.postgres:
-            lines = _joined(
-                [
-                    uscc,
-                    *values,
-                    pa.array(enterprise_ids[rows]).cast(pa.string()),
-                    pa.scalar(_copy_text(self.provider)),
-                    pa.scalar(str(self.batch.id)),
-                    pa.array(versions, pa.int64()).cast(pa.string()),
-                    hashes,
-                    pa.scalar(self.now.isoformat() + "\n"),
-                ],
-                "\t",
-                null="\\N",
-            )
-            self.pending = _PendingCopy(
-                self.model.__tablename__, self.copy_columns, _concatenated(lines)
-            )
-            return
         columns: dict[str, list[Any]] = {"uscc": uscc.to_pylist()}
         for column, array in zip(self.columns, values, strict=True):
             convert = column.to_python
@@ -1231,49 +1354,137 @@ def _audit(
         },
         now=now,
     )
-    prev_hash, seq = head.hash, head.seq
-    params = []
-    for enterprise_id in sorted(work.per_enterprise):
+    ids = sorted(work.per_enterprise)
+    if not ids:
+        return
+    # The columns of the per-enterprise events, chained exactly as audit.record chains an
+    # AuditEvent (no ORM object per event: a batch can touch a hundred thousand
+    # enterprises). Only these differ from one event to the next: _SLOTS.
+    shared = {
+        "occurred_at": now,
+        "actor_user_id": user.id if user else None,
+        "actor_org_id": user.organization_id if user else None,
+        "action": "ingestion.batch",
+        "scope": work.scope or batch.source,
+        "object_type": "ingestion_batch",
+        "object_id": str(batch.id),
+    }
+    slots: list[tuple[int, ...]] = []
+    for seq, enterprise_id in enumerate(ids, head.seq + 1):
         counts = work.per_enterprise[enterprise_id]
-        seq += 1
-        # The columns of the event, chained exactly as audit.record chains an AuditEvent
-        # (no ORM object per event: a batch can touch a hundred thousand enterprises).
-        event = SimpleNamespace(
+        stored = counts.accepted + counts.corrected
+        slots.append(
+            (seq, enterprise_id, stored, counts.corrected, counts.duplicates, counts.refused)
+        )
+
+    def event(values: Sequence[Any], prev_hash: str) -> dict[str, Any]:
+        """The columns of one event (``values``: its _SLOTS but the hashes), hash included."""
+        seq, enterprise_id, stored, corrected, duplicates, refused = values
+        record = SimpleNamespace(
+            **shared,
             seq=seq,
-            occurred_at=now,
-            actor_user_id=user.id if user else None,
-            actor_org_id=user.organization_id if user else None,
-            action="ingestion.batch",
             enterprise_id=enterprise_id,
-            scope=work.scope or batch.source,
-            object_type="ingestion_batch",
-            object_id=str(batch.id),
             details={
                 **common,
-                "stored": counts.accepted + counts.corrected,
-                "corrected": counts.corrected,
-                "duplicates": counts.duplicates,
-                "refused": counts.refused,
+                "stored": stored,
+                "corrected": corrected,
+                "duplicates": duplicates,
+                "refused": refused,
             },
             prev_hash=prev_hash,
         )
-        event.hash = audit.chain_hash(prev_hash, cast(AuditEvent, event))
-        prev_hash = event.hash
-        params.append({name: getattr(event, name) for name in _AUDIT_COLUMNS})
-    if not params:
-        return
+        record.hash = audit.chain_hash(prev_hash, cast(AuditEvent, record))
+        return {name: getattr(record, name) for name in _AUDIT_COLUMNS}
+
+    if work.postgres:
+        lines = _audit_lines(shared, common, slots, head.hash, event)
+        if lines is not None:
+            _copy(AuditEvent.__tablename__, list(_AUDIT_COLUMNS), lines)
+            return
+    params = []
+    prev_hash = head.hash
+    for values in slots:
+        params.append(event(values, prev_hash))
+        prev_hash = params[-1]["hash"]
     if work.postgres:
         # Only these differ from one event to the next; the others are written once.
         varying = {"seq", "enterprise_id", "details", "prev_hash", "hash"}
         fixed = {n: _copy_value(params[0][n]) for n in _AUDIT_COLUMNS if n not in varying}
-        lines = [
-            "\t".join([fixed[n] if n in fixed else _copy_value(record[n]) for n in _AUDIT_COLUMNS])
-            + "\n"
-            for record in params
-        ]
-        _copy(AuditEvent.__tablename__, list(_AUDIT_COLUMNS), lines)
+        _copy(
+            AuditEvent.__tablename__,
+            list(_AUDIT_COLUMNS),
+            [
+                "\t".join(
+                    [fixed[n] if n in fixed else _copy_value(record[n]) for n in _AUDIT_COLUMNS]
+                )
+                + "\n"
+                for record in params
+            ],
+        )
     else:
         db.session.execute(sa.insert(cast(sa.Table, AuditEvent.__table__)), params)
+
+
+# What varies from one per-enterprise event of a batch to the next. The canonical JSON of
+# the events (and their COPY lines) are made from one template with a ``str.format`` field
+# per slot: the template is the text of a sample event holding the JSON string
+# "\ue000name\ue000" (private-use characters) where a slot's value goes. Should another
+# value of the batch hold such a string too, the first event made from the template is not
+# the one made on its own, and the events are made one by one (see _audit_lines).
+_SLOTS = ("seq", "enterprise_id", "stored", "corrected", "duplicates", "refused")
+_SLOT = re.compile(f'"\ue000({"|".join(_SLOTS)})\ue000"')
+
+
+def _slot(name: str) -> str:
+    return f"\ue000{name}\ue000"
+
+
+def _formatter(text: str) -> str:
+    """``text`` (holding slots) as a ``str.format`` string taking the _SLOTS' values."""
+    pieces = _SLOT.split(text)
+    for index in range(0, len(pieces), 2):
+        pieces[index] = pieces[index].replace("{", "{{").replace("}", "}}")
+    for index in range(1, len(pieces), 2):
+        pieces[index] = f"{{{_SLOTS.index(pieces[index])}}}"
+    return "".join(pieces)
+
+
+def _audit_lines(
+    shared: dict[str, Any],
+    common: dict[str, Any],
+    slots: list[tuple[int, ...]],
+    head_hash: str,
+    event: Callable[[Sequence[Any], str], dict[str, Any]],
+) -> list[str] | None:
+    """The COPY lines of the per-enterprise events (``slots``: their _SLOTS values, ints),
+    chained behind ``head_hash``; the same as ``event`` makes them, from templates (the
+    first event is made both ways and compared: None, should they differ)."""
+    details = {**common, **{name: _slot(name) for name in _SLOTS[2:]}}
+    sample = SimpleNamespace(
+        **shared, seq=_slot("seq"), enterprise_id=_slot("enterprise_id"), details=details
+    )
+    canonical = _formatter(audit.canonical(cast(AuditEvent, sample))).format
+    columns = {
+        **{name: _copy_value(value).replace("{", "{{").replace("}", "}}")
+           for name, value in shared.items()},
+        "seq": "{0}",
+        "enterprise_id": "{1}",
+        "details": _formatter(_copy_value(details)),
+        "prev_hash": "{6}",
+        "hash": "{7}",
+    }  # fmt: skip
+    line = ("\t".join(columns[name] for name in _AUDIT_COLUMNS) + "\n").format
+    lines = []
+    sha256 = hashlib.sha256
+    prev_hash = head_hash
+    for values in slots:
+        digest = sha256((prev_hash + canonical(*values)).encode()).hexdigest()
+        lines.append(line(*values, prev_hash, digest))
+        prev_hash = digest
+    first = event(slots[0], head_hash)
+    if lines[0] != "\t".join([_copy_value(first[n]) for n in _AUDIT_COLUMNS]) + "\n":
+        return None
+    return lines
 
 
 _AUDIT_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns if c.key != "id")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 import time
 from decimal import Decimal
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -536,11 +538,15 @@ def _chunked_history(uscc):
 
 
 @pytest.mark.postgres
-def test_pipelined_chunks_version_records_across_chunks_on_postgresql(pg_app, monkeypatch):
+@pytest.mark.parametrize("held", [10_000, 1])
+def test_pipelined_chunks_version_records_across_chunks_on_postgresql(pg_app, monkeypatch, held):
     """On PostgreSQL a chunk's lookups and versions are worked out while the previous
-    chunk's COPY is still running (on a second connection, the transaction being fresh);
-    the outcome is exactly that of one chunk after the other."""
+    chunks are still being stored (on a second connection, the transaction being fresh),
+    their rows going on into the same COPY; the outcome is exactly that of one chunk after
+    the other, whether the rejected rows wait for the end of the batch or (``held`` 1) end
+    the COPY to be stored at once."""
     monkeypatch.setattr(ingestion, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(ingestion, "REJECTIONS_HELD", held)
     readers = _spy_reader(monkeypatch)
     factory = Factory(pg_app)
     with pg_app.app_context():
@@ -606,8 +612,17 @@ def test_an_enterprise_registered_in_the_same_transaction_has_its_records_stored
 def test_a_batch_failing_midway_keeps_nothing_on_postgresql(pg_app, monkeypatch):
     """The rows stop arriving with an error (a file that cannot be decoded, say) while the
     first chunk's COPY is still running: the COPY is cancelled, the error reaches the
-    caller, and after the rollback nothing of the batch is left; the session works on."""
+    caller, and after the rollback nothing of the batch is left; the session works on.
+    (The rows are read a chunk ahead: the error comes after the first two chunks.)"""
     monkeypatch.setattr(ingestion, "CHUNK_ROWS", 3)
+    cancelled: list[str] = []
+    abort = ingestion._PendingCopy.abort
+
+    def spy(self, exc):
+        cancelled.append(type(exc).__name__)
+        abort(self, exc)
+
+    monkeypatch.setattr(ingestion._PendingCopy, "abort", spy)
     factory = Factory(pg_app)
     with pg_app.app_context():
         enterprise, _, _ = _enterprise(factory)
@@ -615,12 +630,13 @@ def test_a_batch_failing_midway_keeps_nothing_on_postgresql(pg_app, monkeypatch)
         db.session.remove()
 
     def rows():
-        yield from _chunked_history(uscc)[:4]
+        yield from _chunked_history(uscc)[:7]
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
 
     with pg_app.app_context():
         with pytest.raises(UnicodeDecodeError):
             _ingest(rows())
+        assert cancelled == ["UnicodeDecodeError"]  # the first chunk's COPY was running
         db.session.rollback()
         assert _count(TaxRecord) == 0
         assert _count(IngestionBatch) == 0
@@ -666,3 +682,106 @@ def test_every_source_recognises_its_stored_records(app_ctx, factory, source):
     assert (first.accepted, again.duplicates, correction.corrected) == (1, 1, 1)
     model = ingestion.RECORD_MODELS[source]
     assert db.session.scalar(sa.select(sa.func.max(model.version))) == 2
+
+
+@pytest.mark.parametrize(
+    ("total", "size"),
+    [(0, 3), (1, 3), (24, 7), (9, 3), (2_400, 25_000), (7_000, 25_000), (50_000, 25_000),
+     (200_001, 25_000)],
+)  # fmt: skip
+def test_chunks_start_small_and_end_small(total, size):
+    """Chunks keep the rows in order and are never larger than ``size``; a large batch
+    starts with a small chunk (the database starts early) and ends with small ones (it
+    finishes soon after the last rows are checked)."""
+    chunks = list(ingestion._chunks(iter(range(total)), size))
+    assert [row for chunk in chunks for row in chunk] == list(range(total))
+    assert all(0 < len(chunk) <= size for chunk in chunks)
+    smallest = min(size, ingestion.FIRST_CHUNK_ROWS)
+    if total > 2 * smallest:
+        assert len(chunks[0]) == smallest
+        assert len(chunks[-1]) <= 2 * smallest
+    if total >= 200_000:
+        assert max(len(chunk) for chunk in chunks) == size
+
+
+FAST_PATH_VALUES = [
+    "0", "00", "000", "7", "007", "0.5", "00.5", "000.05", "0.00", "12", "12.5", "12.50",
+    "012.50", "1" * 16, "9" * 16 + ".99", "0" * 16 + ".1", "1" * 17, "1.234", ".5", "5.",
+    "1..2", "-3", "-0.5", "1e3", "１２", "12 ", "1,000", "+1", "0x10", "",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("make", "parse"),
+    [(ingestion._col_money, ingestion._money), (ingestion._col_int, ingestion._integer)],
+)
+def test_the_vectorized_fast_paths_agree_with_the_parsers(make, parse):
+    """Amounts and counts are made canonical column-wide; the result is exactly what their
+    parser makes of each value (or the parser's problem with it)."""
+    column = make("amount")
+    canonical, bad = ingestion._Ingestion._fast(pa.array(FAST_PATH_VALUES), column, parse)
+    for row, (value, text) in enumerate(zip(FAST_PATH_VALUES, canonical.to_pylist(), strict=True)):
+        try:
+            expected = parse(value) if value else None
+        except ingestion._Bad as error:
+            assert bad[row] == (error.code, error.message)
+            assert text is None
+        else:
+            assert text == expected
+            assert row not in bad or not value
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("template", ["used", "refused", "slot-like client"])
+def test_per_enterprise_audit_events_chain_on_postgresql(pg_app, monkeypatch, template):
+    """On PostgreSQL the per-enterprise events are made from one template per batch (and
+    COPYed): their content and hashes are exactly those audit.record would make, whatever
+    the client's name holds; should the template not give the same first event, each event
+    is made on its own."""
+    if template == "refused":  # a template that makes other text than audit.canonical
+        formatter = ingestion._formatter
+        monkeypatch.setattr(ingestion, "_formatter", lambda text: formatter(text) + " ")
+    made: list[bool] = []
+    audit_lines = ingestion._audit_lines
+
+    def spy(*args):
+        lines = audit_lines(*args)
+        made.append(lines is not None)
+        return lines
+
+    monkeypatch.setattr(ingestion, "_audit_lines", spy)
+    client = 'client {0} "1"\\\t中文'
+    if template == "slot-like client":
+        client = "\ue000seq\ue000"
+    factory = Factory(pg_app)
+    with pg_app.app_context():
+        one = _enterprise(factory)[0]
+        two = _enterprise(factory, grant=False)[0]
+        (one_uscc, one_id), (two_uscc, two_id) = (one.uscc, one.id), (two.uscc, two.id)
+        db.session.remove()
+    with pg_app.app_context():
+        batch = ingestion.ingest_rows(
+            "tax",
+            [_tax(one_uscc), _tax(one_uscc, "2026-10"), _tax(two_uscc)],
+            provider="tax-bureau",
+            idempotency_key="k1",
+            actor=client,
+            now=NOW,
+        )
+        db.session.commit()
+        events = db.session.scalars(
+            sa.select(AuditEvent)
+            .where(AuditEvent.action == "ingestion.batch")
+            .order_by(AuditEvent.seq)
+        ).all()
+        assert [e.enterprise_id for e in events] == [None, one_id, two_id]
+        assert [e.seq for e in events] == list(range(events[0].seq, events[0].seq + 3))
+        assert events[1].details == {
+            "source": "tax", "provider": "tax-bureau", "batch_id": batch.id,
+            "client_id": client, "stored": 2, "corrected": 0, "duplicates": 0, "refused": 0,
+        }  # fmt: skip
+        assert events[2].details["refused"] == 1
+        assert all(e.prev_hash == p.hash for p, e in itertools.pairwise(events))
+        assert audit.verify().ok
+        assert made == [template == "used"]
+        db.session.remove()
