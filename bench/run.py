@@ -293,9 +293,21 @@ def load(clients: list[Any], paths: list[str], seconds: float) -> tuple[float, l
     return len(flat) / elapsed, flat, sum(errors)
 
 
+def pooled(parts: list[tuple[float, list[float], int]]) -> tuple[float, list[float], int]:
+    """Rounds of :func:`load` of equal length as one: mean requests/s, all latencies, errors."""
+    return (
+        sum(rps for rps, _, _ in parts) / len(parts),
+        [x for _, ms, _ in parts for x in ms],
+        sum(errors for _, _, errors in parts),
+    )
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+PAGE_ROUNDS = 3
 
 
 def pages(size: dict[str, Any], concurrency: int = 16) -> None:
@@ -317,11 +329,20 @@ def pages(size: dict[str, Any], concurrency: int = 16) -> None:
             counts = re.search(r'data-testid="prospect-counts">\D*(\d+)', listing)
             shared = int(counts.group(1)) if counts else rows
             page_paths = ["/bank/prospects", *(f"/bank/enterprises/{i}" for i in ids[:8])]
-            for path in page_paths:  # warm every worker's caches
-                clients[0].get(path)
+            # Warm every gunicorn worker (templates, compiled statements, prepared
+            # statements): all the clients on every path, so each worker serves some, for a
+            # few seconds before anything is measured.
+            warm_paths = [*page_paths, f"/bench/bare?n={rows}"]
+            load(clients, warm_paths, max(2.0, size["page_seconds"] / 4))
             seconds = size["page_seconds"]
-            bare_rps, bare_ms, _ = load(clients, [f"/bench/bare?n={rows}"], seconds)
-            rps, ms, errors = load(clients, page_paths, seconds)
+            # The pair in alternation, PAGE_ROUNDS times (this machine drifts by a third
+            # from one minute to the next): each side's figure is over all its rounds.
+            bare_parts, page_parts = [], []
+            for _ in range(PAGE_ROUNDS):
+                bare_parts.append(load(clients, [f"/bench/bare?n={rows}"], seconds / PAGE_ROUNDS))
+                page_parts.append(load(clients, page_paths, seconds / PAGE_ROUNDS))
+            bare_rps, bare_ms, _ = pooled(bare_parts)
+            rps, ms, errors = pooled(page_parts)
             label = f"{n} enterprises, {rows} of {shared} prospects shown, {concurrency} clients"
             emit("page_rps", rps, "requests/s", bare_rps, label, errors=errors)
             emit("page_p50_ms", pct(ms, 50), "ms", pct(bare_ms, 50), label, inverse=True)

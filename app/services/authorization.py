@@ -435,10 +435,19 @@ def record_uses(decisions: Iterable[Decision], now: dt.datetime | None = None) -
         d.authorization_id for d in decisions if d.allowed and d.authorization_id is not None
     )
     now = now or utcnow()
+    session = db.session()
     for authorization_id, count in sorted(uses.items()):
-        db.session.execute(
-            _count_uses(), {"grant_id": authorization_id, "uses": count, "used_at": now}
+        session.execute(
+            _count_uses(),
+            {"grant_id": authorization_id, "uses": count, "used_at": now},
+            execution_options={"synchronize_session": False},
         )
+        # The grant, if this session holds it, reads the new counts on its next access
+        # (cheaper than the ORM evaluating the UPDATE against every loaded object).
+        key = sa.inspect(Authorization).identity_key_from_primary_key((authorization_id,))
+        loaded = session.identity_map.get(key)
+        if loaded is not None:
+            session.expire(loaded, ["use_count", "last_used_at"])
 
 
 @cache
