@@ -59,6 +59,9 @@ class CreditProfile(Base):
 
     __table_args__ = (
         sa.Index("ix_credit_profile_enterprise_computed", "enterprise_id", "computed_at"),
+        # An enterprise's newest snapshot, max(id) (profiles.newest_id_column): one index
+        # probe, not a backward scan of the primary key filtering on the enterprise.
+        sa.Index("ix_credit_profile_enterprise_id", "enterprise_id", "id"),
         sa.CheckConstraint(
             "public_credit_class IN ('A', 'B', 'C', 'D')", name="public_credit_class_known"
         ),

@@ -111,3 +111,28 @@ def test_the_check_sees_a_missing_index(pg_app: Flask) -> None:
         plan = (row if isinstance(row, list) else json.loads(row))[0]["Plan"]
         leading = _leading_columns(conn)
     assert _problems(plan, leading), plan
+
+
+def test_each_prospect_is_looked_up_through_its_enterprise(pg_app: Flask) -> None:
+    """The prospect list's lookups per prospect (its live collection grants, its newest
+    profile) go through the indexes leading with the enterprise, before statistics describe
+    the freshly seeded tables and after: not every collection grant, nor a backward walk of
+    the profiles' primary key, read again for each prospect (42 ms for 311 prospects before
+    migration 0020)."""
+    seed(pg_app, 18)
+    selects = Visitor(pg_app).visit("bank@demo.test", "/bank/prospects").selects
+    statement, parameters = next((s, p) for s, p in selects if "collection_scopes" in s)
+    with pg_app.app_context(), db.engine.connect() as conn:
+        for analyze in (False, True):
+            if analyze:  # and priced as on a province's tables, as above
+                conn.exec_driver_sql("ANALYZE")
+                for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+                    conn.exec_driver_sql(f"SET {setting} = off")
+            row = conn.exec_driver_sql(
+                "EXPLAIN (FORMAT JSON) " + statement, parameters or {}
+            ).scalar_one()
+            plan = (row if isinstance(row, list) else json.loads(row))[0]["Plan"]
+            used = {node.get("Index Name") for node in _nodes(plan)}
+            wanted = {"ix_authorization_grant_enterprise_kind", "ix_credit_profile_enterprise_id"}
+            assert wanted <= used, (analyze, used)
+        conn.rollback()
