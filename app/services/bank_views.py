@@ -8,7 +8,7 @@ recorded in the audit trail the enterprise reads.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeVar
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
 from app.services import audit, authorization, matching, products, profiles
-from app.services.matching_engine import eligibility
+from app.services.matching_engine import EnterpriseFacts, eligibility
 from models import CreditProfile, Enterprise, LoanProduct, Organization, User, db
 from models import records as rec
 from models.base import utcnow
@@ -87,22 +87,27 @@ def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
     result = [Prospect(row) for row in rows]
     if rules is not None:
         for start in range(0, len(rows), PROSPECT_CHUNK):
-            part = rows[start : start + PROSPECT_CHUNK]
-            facts = matching.facts_from(
-                part,
-                {row.id: matching.scopes_mask(row.collection_scopes) for row in part},
-                {
-                    row.id: {name: getattr(row, name) for name in matching.PROFILE_FACTS}
-                    for row in part
-                    if row.profile_id is not None
-                },
-                now,
-            )
-            ok = eligibility(facts, rules)
+            ok = eligibility(prospect_facts(rows[start : start + PROSPECT_CHUNK], now), rules)
             for i, prospect in enumerate(result[start : start + PROSPECT_CHUNK]):
                 prospect.matching_products = [own_products[j] for j in np.flatnonzero(ok[i])]
     result.sort(key=lambda p: (-len(p.matching_products), p.enterprise.name))
     return result
+
+
+def prospect_facts(rows: Sequence[Any], now: dt.datetime) -> EnterpriseFacts:
+    """The matching facts of prospect rows as the prospect list reads them (with their
+    ``collection_scopes`` and latest profile facts): what ``matching.facts_of`` reads with
+    queries of its own."""
+    return matching.facts_from(
+        rows,
+        {row.id: matching.scopes_mask(row.collection_scopes) for row in rows},
+        {
+            row.id: {name: getattr(row, name) for name in matching.PROFILE_FACTS}
+            for row in rows
+            if row.profile_id is not None
+        },
+        now,
+    )
 
 
 @cache

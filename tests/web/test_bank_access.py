@@ -300,16 +300,7 @@ def test_prospect_matching_reads_the_same_facts_as_batch_matching(
             now,
         )
         rows = sorted((p.enterprise for p in listed), key=lambda row: row.id)
-        got = matching.facts_from(
-            rows,
-            {row.id: matching.scopes_mask(row.collection_scopes) for row in rows},
-            {
-                row.id: {name: getattr(row, name) for name in matching.PROFILE_FACTS}
-                for row in rows
-                if row.profile_id is not None
-            },
-            now,
-        )
+        got = bank_views.prospect_facts(rows, now)
         index = {int(i): k for k, i in enumerate(expected.ids)}
         for k, enterprise_id in enumerate(got.ids):
             e = index[int(enterprise_id)]
