@@ -9,6 +9,7 @@ import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -463,16 +464,8 @@ def start_session(
 
 def load_session_user(token: str, now: dt.datetime | None = None) -> User | None:
     """The user of a live session: not revoked, not past its absolute lifetime, user active."""
-    now = now or utcnow()
     row = db.session.execute(
-        sa.select(UserSession, User)
-        .join(User, UserSession.user_id == User.id)
-        .where(
-            UserSession.token_hash == _token_hash(token),
-            UserSession.revoked_at.is_(None),
-            UserSession.expires_at > now,
-            User.is_active.is_(True),
-        )
+        _live_session(), {"token_hash": _token_hash(token), "now": now or utcnow()}
     ).first()
     if row is None:
         return None
@@ -481,6 +474,22 @@ def load_session_user(token: str, now: dt.datetime | None = None) -> User | None
         return None
     user.session_token = token
     return user
+
+
+@cache
+def _live_session() -> sa.Select[UserSession, User]:
+    """The SELECT behind :func:`load_session_user` (binds ``token_hash`` and ``now``), built
+    once: every request of a logged-in user runs it."""
+    return (
+        sa.select(UserSession, User)
+        .join(User, UserSession.user_id == User.id)
+        .where(
+            UserSession.token_hash == sa.bindparam("token_hash"),
+            UserSession.revoked_at.is_(None),
+            UserSession.expires_at > sa.bindparam("now"),
+            User.is_active.is_(True),
+        )
+    )
 
 
 def end_session(token: str | None, now: dt.datetime | None = None) -> None:
