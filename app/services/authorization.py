@@ -155,7 +155,7 @@ def grant(
             )
         if request.grantee_org_id is not None:
             bank = db.session.get(Organization, request.grantee_org_id)
-            if bank is None or bank.kind is not OrgKind.BANK or not bank.is_active:
+            if bank is None or not is_active_bank(bank):
                 raise AccountError(_l("Choose a bank on the platform."), field="grantee")
             grantee_id = bank.id
     elif request.all_banks or request.grantee_org_id is not None or request.include_records:
@@ -318,8 +318,7 @@ def decide_for_view(
     if (
         actor_org is not None
         and actor_org.id != enterprise.organization_id
-        and actor_org.kind is OrgKind.BANK
-        and actor_org.is_active
+        and is_active_bank(actor_org)
     ):
         grants = _candidate_grants(enterprise.id, AuthorizationKind.SHARING, actor_org.id)
     profile = _decide(actor_org, Action.VIEW_PROFILE, enterprise, None, None, now, grants)
@@ -348,7 +347,7 @@ def _decide(
         if grants is None:
             grants = _candidate_grants(enterprise.id, AuthorizationKind.COLLECTION, None)
     else:
-        if actor_org is None or actor_org.kind is not OrgKind.BANK or not actor_org.is_active:
+        if actor_org is None or not is_active_bank(actor_org):
             return Decision(
                 False, "not_a_bank", _l("Only banks the enterprise authorized may see its data.")
             )
@@ -593,7 +592,7 @@ def shared_with_bank(bank: Organization, now: dt.datetime | None = None) -> list
     The SQL form of what :func:`decide` allows for ``Action.VIEW_PROFILE``, for lists and
     counts; every single view still goes through :func:`decide`.
     """
-    if not sees_shared(bank):
+    if not is_active_bank(bank):
         return []
     return list(
         db.session.scalars(
@@ -603,15 +602,16 @@ def shared_with_bank(bank: Organization, now: dt.datetime | None = None) -> list
     )
 
 
-def sees_shared(bank: Organization) -> bool:
-    """Whether ``bank`` may see shared profiles at all (an active bank)."""
-    return bank.kind is OrgKind.BANK and bank.is_active
+def is_active_bank(org: Organization) -> bool:
+    """An active bank: the only organization a sharing grant may name, or that may see
+    shared profiles at all."""
+    return org.kind is OrgKind.BANK and org.is_active
 
 
 @cache
 def shared_with_bank_select() -> sa.Select[Any]:
     """:func:`shared_with_bank` as a SELECT of enterprise ids (repeats possible), to use as a
-    subquery, for a bank that :func:`sees_shared`. Built once; the statement that runs it
+    subquery, for an :func:`is_active_bank`. Built once; the statement that runs it
     binds its parameters ``bank_id`` (the bank's organization id) and ``now``."""
     bank_id: sa.BindParameter[int] = sa.bindparam("bank_id")  # typed by the columns
     now: sa.BindParameter[dt.datetime] = sa.bindparam("now")

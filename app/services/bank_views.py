@@ -17,19 +17,11 @@ import numpy as np
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
-from app.services import audit, authorization, matching, products, profiles
+from app.services import audit, authorization, matching, objections, products, profiles
 from app.services.matching_engine import EnterpriseFacts, eligibility
+from ml import schema
 from models import CreditProfile, Enterprise, LoanProduct, Organization, User, db
-from models import records as rec
 from models.base import utcnow
-
-RECORD_TABLES: dict[str, list[tuple[type[Any], str, tuple[str, ...]]]] = {
-    "tax": [(rec.TaxRecord, "period", ("tax_type",))],
-    "social_insurance": [(rec.SocialInsuranceRecord, "month", ())],
-    "utilities": [(rec.UtilityRecord, "month", ("utility",))],
-    "provident_fund": [(rec.ProvidentFundRecord, "month", ())],
-}
-
 
 _P, _V = ("period", _l("Period")), ("version", _l("Version"))
 _M = ("month", _l("Month"))
@@ -45,6 +37,9 @@ RECORD_COLUMNS: dict[str, list[tuple[str, Any]]] = {
     "provident_fund": [_M, ("contributing_employees", _l("Contributing staff")),
                        ("amount", _l("Amount")), ("arrears", _l("Arrears")), _V],
 }  # fmt: skip
+# The scopes whose detail records a bank may be shown, in the page's order; each scope's
+# records are the record table of the same name.
+RECORD_SCOPES = tuple(RECORD_COLUMNS)
 
 
 # The enterprise columns a prospect list shows and matching reads (not whole records).
@@ -79,7 +74,7 @@ def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
     with the vectorized engine; pages show a slice."""
     now = now or utcnow()
     bank: Organization = actor.organization
-    if not authorization.sees_shared(bank):
+    if not authorization.is_active_bank(bank):
         return []
     own_products = products.published_by(bank.id)
     rules = matching.rules_of(own_products) if own_products else None
@@ -175,20 +170,17 @@ def show_profile(
         raise NotVisible(enterprise_id)
     enterprise, latest = found
     decision, per_scope = authorization.decide_for_view(
-        actor.organization, enterprise, list(RECORD_TABLES), now
+        actor.organization, enterprise, list(RECORD_SCOPES), now
     )
     if not decision.allowed:
         raise NotVisible(enterprise_id)
     records: dict[str, list[Any]] = {}
     hidden: list[str] = []
-    for scope, tables in RECORD_TABLES.items():
-        if not per_scope[scope].allowed:
+    for scope in RECORD_SCOPES:
+        if per_scope[scope].allowed:
+            records[scope] = _latest_versions(scope, enterprise.id)
+        else:
             hidden.append(scope)
-            continue
-        rows: list[Any] = []
-        for model, period, extra_key in tables:
-            rows.extend(_latest_versions(model, enterprise.id, period, extra_key))
-        records[scope] = rows
     shown = render(ProfileView(enterprise, latest, records, hidden))
     # The writes last: the audit chain is locked from its append to the commit.
     authorization.record_uses([decision, *(per_scope[scope] for scope in records)], now)
@@ -213,37 +205,10 @@ def _enterprise_select() -> sa.Select[Enterprise, CreditProfile]:
     )
 
 
-def _latest_versions(
-    model: Any, enterprise_id: int, period: str, extra_key: tuple[str, ...], months: int = 24
-) -> list[Any]:
-    """The latest version of each record of one enterprise, newest period first."""
-    rows = list(
-        db.session.scalars(
-            _latest_select(model, period, extra_key), {"enterprise_id": enterprise_id}
-        )
-    )
-    periods = sorted({getattr(r, period) for r in rows}, reverse=True)[:months]
-    keep = set(periods)
+def _latest_versions(table: str, enterprise_id: int, months: int = 24) -> list[Any]:
+    """The latest version of each of one enterprise's records in ``table``, of its newest
+    ``months`` periods, newest period first."""
+    rows = objections.latest_records(enterprise_id, table, limit=None)
+    period = schema.PERIOD_COLUMN[table]
+    keep = set(sorted({getattr(r, period) for r in rows}, reverse=True)[:months])
     return [r for r in rows if getattr(r, period) in keep]
-
-
-@cache
-def _latest_select(model: Any, period: str, extra_key: tuple[str, ...]) -> sa.Select[Any]:
-    """The SELECT behind :func:`_latest_versions`, built once per record table; binds
-    ``enterprise_id``."""
-    enterprise_id: sa.BindParameter[int] = sa.bindparam("enterprise_id")
-    key_cols = [getattr(model, period), *(getattr(model, k) for k in extra_key)]
-    newest = (
-        sa.select(*key_cols, sa.func.max(model.version).label("v"))
-        .where(model.enterprise_id == enterprise_id)
-        .group_by(*key_cols)
-        .subquery()
-    )
-    join_on = [getattr(model, period) == newest.c[period], model.version == newest.c.v]
-    join_on += [getattr(model, k) == newest.c[k] for k in extra_key]
-    return (
-        sa.select(model)
-        .join(newest, sa.and_(*join_on))
-        .where(model.enterprise_id == enterprise_id)
-        .order_by(getattr(model, period).desc(), *(getattr(model, k) for k in extra_key))
-    )

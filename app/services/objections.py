@@ -138,15 +138,16 @@ def latest_version(table: str, record: SourceRecord) -> SourceRecord:
     return newest
 
 
-def latest_records(enterprise_id: int, table: str, limit: int = 120) -> list[SourceRecord]:
-    """The latest version of each of an enterprise's records in ``table``, newest first."""
+def latest_records(enterprise_id: int, table: str, limit: int | None = 120) -> list[SourceRecord]:
+    """The latest version of each of an enterprise's records in ``table``, newest first
+    (at most ``limit``; None: all)."""
     return list(db.session.scalars(_latest_select(table, limit), {"enterprise_id": enterprise_id}))
 
 
 @cache
-def _latest_select(table: str, limit: int) -> sa.Select[Any]:
-    """The SELECT behind :func:`latest_records`, built once per table (a bank's profile page
-    runs it on every request); binds ``enterprise_id``."""
+def _latest_select(table: str, limit: int | None) -> sa.Select[Any]:
+    """The SELECT behind :func:`latest_records`, built once per table and limit (a bank's
+    profile page runs it on every request); binds ``enterprise_id``."""
     model = RECORD_MODELS[table]
     enterprise_id: sa.BindParameter[int] = sa.bindparam("enterprise_id")
     keys = [getattr(model, k) for k in key_columns(table)]
