@@ -1,9 +1,10 @@
 """What a bank may see of enterprises: its prospect list and a profile, through the policy.
 
-Lists and counts come from :func:`authorization.shared_with_bank`; every profile or records
-view asks :func:`authorization.decide` at that moment, is counted against the grant and
-recorded in the audit trail the enterprise reads.
-"""
+Lists and counts come from the live sharing grants (:func:`authorization.shared_with_bank`,
+as a subquery of the prospect list's SELECT); every profile or records view asks the policy
+(:func:`authorization.decide_for_view`, the same answers as ``decide``) at that moment, is
+counted against the grant and recorded in the audit trail the enterprise reads, before the
+page is sent."""
 
 from __future__ import annotations
 
