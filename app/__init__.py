@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, flash, request, session
-from flask_babel import get_locale
 
 from app.config import load_config
 from app.extensions import babel, csrf, db, limiter, login_manager, migrate
@@ -84,10 +83,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.register(app)
     templating.register(app)
     cli.register(app)
-
-    @app.context_processor
-    def _locale() -> dict[str, Any]:
-        return {"current_locale": str(get_locale())}
 
     return app
 

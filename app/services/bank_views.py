@@ -63,6 +63,11 @@ class Prospect:
     enterprise: Any  # a row: _PROSPECT_COLUMNS, then its collection scopes and profile facts
     matching_products: list[LoanProduct] = field(default_factory=list)
 
+    @property
+    def product_names(self) -> str:
+        """The matching products' names as the list shows them: "税易贷、社保贷"."""
+        return "、".join(product.name for product in self.matching_products)
+
 
 def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
     """Enterprises that shared with the actor's bank, with the bank's products they match:

@@ -64,3 +64,43 @@ def test_every_translation_survives_formatting():
         except (ValueError, TypeError, KeyError) as exc:
             broken.append(f"{message.id!r} → {message.string!r}: {exc}")
     assert not broken, broken
+
+
+def test_templates_translate_in_the_locale_in_force_when_they_render(app):
+    """Templates resolve their catalogue once per render (``templating.translation_callables``),
+    not once per request: a job that renders inside ``force_locale`` gets that language even
+    when the request already rendered in another, and back again after."""
+    from flask import render_template_string
+    from flask_babel import force_locale
+
+    source = (
+        '{{ _("Prospects") }}|{{ _("Page %(page)d of %(pages)d", page=2, pages=3) }}|'
+        '{{ ngettext("%(num)d enterprise has authorized your bank; %(qualified)d qualify for at '
+        'least one of your products.", "%(num)d enterprises have authorized your bank; '
+        '%(qualified)d qualify for at least one of your products.", 2, qualified=1) }}'
+    )
+    with app.test_request_context("/", headers={"Accept-Language": "en"}):
+        with force_locale("zh"):
+            chinese = render_template_string(source)
+        with force_locale("en"):
+            english = render_template_string(source)
+        with force_locale("zh"):
+            again = render_template_string(source)
+    assert chinese.split("|")[:2] == ["潜在客户", "第 2 页，共 3 页"]
+    assert english == (
+        "Prospects|Page 2 of 3|2 enterprises have authorized your bank; "
+        "1 qualify for at least one of your products."
+    )
+    assert "2" in chinese.split("|")[2] and "1" in chinese.split("|")[2]
+    assert again == chinese
+
+
+def test_translated_strings_escape_their_arguments_in_html(app):
+    from flask import render_template_string
+    from flask_babel import force_locale
+
+    with app.test_request_context("/"), force_locale("en"):
+        page = render_template_string('{{ _("Page %(page)s of %(pages)s", page="<b>", pages=1) }}')
+        text = render_template_string('{{ _("<i>%(s)s</i>", s="&") }}')
+    assert page == "Page &lt;b&gt; of 1"
+    assert text == "<i>&amp;</i>"  # the message itself is markup; only its arguments escape
