@@ -92,7 +92,8 @@ def translation_callables() -> dict[str, Any]:
     still follow ``force_locale`` (a job's e-mail in the recipient's language): a render
     inside it starts inside it. Same semantics as Jinja's "newstyle" gettext: the result is
     escaped-safe when autoescaping and always %-formatted with the keyword arguments
-    (``num`` defaulting to ``n`` for ``ngettext``)."""
+    (``num`` defaulting to ``n`` for ``ngettext``; "%%" is a percent sign even without
+    arguments)."""
     translations = get_translations()
 
     @pass_context
@@ -100,6 +101,8 @@ def translation_callables() -> dict[str, Any]:
         text = translations.ugettext(string)
         if context.eval_ctx.autoescape:
             text = Markup(text)  # noqa: S704  (the catalogue is ours; arguments escape)
+        if not variables and "%" not in text:
+            return text  # what formatting would return, without its cost (most strings)
         return text % variables
 
     @pass_context

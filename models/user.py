@@ -57,6 +57,10 @@ class User(Base):
     # loaded through. Flask-Login stores it in the cookie instead of the user id, so a
     # revoked session is refused on its very next request.
     session_token: str | None = None
+    # Also set by the session loader: the user's unread notifications as that same SELECT
+    # counted them, for the layout's badge (``notifications.unread_count``); None once
+    # anything in the request changed them, or when not loaded through a session.
+    unread_at_load: int | None = None
 
     @property
     def two_factor_enabled(self) -> bool:

@@ -118,6 +118,7 @@ def notify(
     if kind not in MESSAGES:
         raise ValueError(f"unknown notification kind {kind!r}")
     now = now or utcnow()
+    recipients = [u for u in _active_users(org_ids) if actor is None or u.id != actor.id]
     rows = [
         Notification(
             user_id=user.id,
@@ -127,9 +128,10 @@ def notify(
             need_id=need.id if need is not None else None,
             created_at=now,
         )
-        for user in _active_users(org_ids)
-        if actor is None or user.id != actor.id
+        for user in recipients
     ]
+    for user in recipients:  # the same objects as a logged-in recipient's own (one session)
+        user.unread_at_load = None
     db.session.add_all(rows)
     db.session.flush()
     return len(rows)
@@ -163,17 +165,30 @@ def text_of(notification: Notification) -> str:
 
 
 def unread_count(user: User) -> int:
+    """How many of the user's notifications are unread. Every page's layout shows it: the
+    session lookup counted them already (``User.unread_at_load``) unless this request has
+    changed them since (:func:`notify`, :func:`mark_read`, :func:`mark_all_read` forget
+    that count), else it is counted now."""
+    if user.unread_at_load is not None:
+        return user.unread_at_load
     return db.session.scalar(_unread(), {"user_id": user.id}) or 0
+
+
+def unread_count_column(user_id: sa.ColumnExpressionArgument[int]) -> Any:
+    """The count of ``user_id``'s unread notifications as a scalar subquery (for the session
+    lookup's SELECT, :func:`accounts.load_session_user`)."""
+    return (
+        sa.select(sa.func.count())
+        .select_from(Notification)
+        .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+        .scalar_subquery()
+    )
 
 
 @cache
 def _unread() -> sa.Select[int]:
-    """Built once: every page's layout shows the count."""
-    return (
-        sa.select(sa.func.count())
-        .select_from(Notification)
-        .where(Notification.user_id == sa.bindparam("user_id"), Notification.read_at.is_(None))
-    )
+    """Built once: the layout's count when the session lookup's is out of date."""
+    return sa.select(unread_count_column(sa.bindparam("user_id")))
 
 
 def for_user(user: User, limit: int = 100) -> list[Shown]:
@@ -200,9 +215,11 @@ def mark_read(user: User, notification: Notification, now: dt.datetime | None = 
     if notification.read_at is None:
         notification.read_at = now or utcnow()
         db.session.flush()
+        user.unread_at_load = None
 
 
 def mark_all_read(user: User, now: dt.datetime | None = None) -> int:
+    user.unread_at_load = None
     result = db.session.execute(
         sa.update(Notification)
         .where(Notification.user_id == user.id, Notification.read_at.is_(None))

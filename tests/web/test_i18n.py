@@ -104,3 +104,14 @@ def test_translated_strings_escape_their_arguments_in_html(app):
         text = render_template_string('{{ _("<i>%(s)s</i>", s="&") }}')
     assert page == "Page &lt;b&gt; of 1"
     assert text == "<i>&amp;</i>"  # the message itself is markup; only its arguments escape
+
+
+def test_a_percent_sign_is_formatted_even_without_arguments(app):
+    """Jinja's "newstyle" rule, kept by the per-render gettext: every message is a format
+    string, so a literal percent sign is written "%%" whether or not arguments follow."""
+    from flask import render_template_string
+    from flask_babel import force_locale
+
+    with app.test_request_context("/"), force_locale("en"):
+        assert render_template_string('{{ _("100%% covered") }}') == "100% covered"
+        assert render_template_string('{{ _("no percent here") }}') == "no percent here"

@@ -247,3 +247,42 @@ def test_applying_with_routing_consent_is_recorded(app, factory):
     with app.app_context():
         application = db.session.scalar(sa.select(LoanApplication))
         assert application.route_on_overdue and application.route_consent_user_id == sme.user_id
+
+
+def test_the_unread_badge_comes_with_the_session_lookup_and_follows_changes(app, factory):
+    """The layout's unread count is counted by the session lookup every logged-in request
+    makes (no statement of its own), and a change to the user's notifications within the
+    request (a new one, one read, all read) makes it count again."""
+    from app.services import accounts, notifications
+    from tests.support.list_pages import capture
+
+    sme = factory.enterprise()
+    taken = {"bank": "某银行", "amount": "30"}
+    with app.app_context():
+        for _ in range(2):
+            notifications.notify([sme.organization_id], "need.taken", taken)
+        db.session.commit()
+    client = _client(app, sme)
+    with capture(app) as captured:
+        page = client.get("/enterprise/").get_data(as_text=True)
+    assert re.search(r'data-testid="unread-count">2<', page)
+    about_notifications = [s for s, _ in captured.statements if "notification" in s]
+    assert len(about_notifications) == 1 and "user_session" in about_notifications[0]
+
+    with app.test_request_context("/"):
+        token = accounts.start_session(db.session.get(User, sme.user_id), None, None)
+        db.session.commit()
+        user = accounts.load_session_user(token)
+        assert user is not None and notifications.unread_count(user) == 2
+        first = notifications.for_user(user)[0].notification
+        notifications.mark_read(user, first)
+        assert notifications.unread_count(user) == 1
+        notifications.notify([sme.organization_id], "need.taken", taken)
+        assert notifications.unread_count(user) == 2
+        notifications.notify([sme.organization_id], "need.taken", taken, actor=user)  # not told
+        assert notifications.unread_count(user) == 2
+        notifications.mark_all_read(user)
+        assert notifications.unread_count(user) == 0
+        db.session.rollback()
+    page = client.get("/enterprise/").get_data(as_text=True)
+    assert re.search(r'data-testid="unread-count">2<', page)  # the rollback kept both
