@@ -721,7 +721,7 @@ class Marks:
 
 def marks_for(enterprise_id: int) -> Marks:
     marks = Marks()
-    for objection in db.session.scalars(_open_objections(), {"enterprise_id": enterprise_id}):
+    for objection in db.session.execute(_open_objections(), {"enterprise_id": enterprise_id}):
         if objection.target is ObjectionTarget.PROFILE:
             marks.profile = objection.id
         else:
@@ -731,10 +731,13 @@ def marks_for(enterprise_id: int) -> Marks:
 
 
 @cache
-def _open_objections() -> sa.Select[Objection]:
-    """An enterprise's open objections (binds ``enterprise_id``), built once: every profile
-    page a bank opens marks what is under objection."""
-    return sa.select(Objection).where(
+def _open_objections() -> sa.Select[int, ObjectionTarget, str | None, list[str] | None]:
+    """What marks an enterprise's open objections need (binds ``enterprise_id``), built once:
+    every profile page a bank opens marks what is under objection (columns, not whole
+    objections, whose loading cost more than the query)."""
+    return sa.select(
+        Objection.id, Objection.target, Objection.record_table, Objection.record_key
+    ).where(
         Objection.enterprise_id == sa.bindparam("enterprise_id"),
         Objection.status.in_(OPEN_OBJECTION_STATUSES),
     )
