@@ -1,8 +1,9 @@
 """Appending to and verifying the hash-chained audit trail.
 
-Appends are serialized: on PostgreSQL with a transaction-scoped advisory lock, on SQLite by
-its single writer. Even without the lock the chain could not fork, because ``prev_hash`` is
-unique — a racing writer would fail instead.
+Appends are serialized: on PostgreSQL with a transaction-scoped advisory lock (taken with the
+read of the chain's end, ``audit_chain_end``), on SQLite by its single writer. Even without
+the lock the chain could not fork, because ``prev_hash`` is unique — a racing writer would
+fail instead.
 """
 
 from __future__ import annotations
@@ -46,11 +47,6 @@ def chain_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256((prev_hash + canonical(event)).encode()).hexdigest()
 
 
-def _lock() -> None:
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
-
-
 _COLUMNS = tuple(column.key for column in AuditEvent.__table__.columns if column.key != "id")
 
 
@@ -58,6 +54,18 @@ _COLUMNS = tuple(column.key for column in AuditEvent.__table__.columns if column
 def _chain_end() -> sa.Select[int, str]:
     """The last event's ``seq`` and hash; built once (every audited request reads it)."""
     return sa.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+
+
+_LOCKED_CHAIN_END = sa.text("SELECT seq, hash FROM audit_chain_end(:k)")
+
+
+def _locked_chain_end() -> Any:
+    """Lock the chain for this transaction and read its last event (``seq``, ``hash``; None
+    when empty). On PostgreSQL one call of ``audit_chain_end`` (migration 0021): the lock,
+    then the read with a snapshot taken after it."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return db.session.execute(_LOCKED_CHAIN_END, {"k": AUDIT_LOCK_KEY}).first()
+    return db.session.execute(_chain_end()).first()
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,7 @@ def record(
 
 
 def record_many(entries: Sequence[Entry], now: dt.datetime | None = None) -> list[AuditEvent]:
-    """Append several events in order, chained one after the other, with one lock, one read
+    """Append several events in order, chained one after the other, with one lock and read
     of the chain's end and one INSERT. Call it after the request's reads, just before the
     commit: on PostgreSQL the chain's lock is held from here to the end of the transaction.
 
@@ -106,8 +114,7 @@ def record_many(entries: Sequence[Entry], now: dt.datetime | None = None) -> lis
     so without their ``id``)."""
     if not entries:
         return []
-    _lock()
-    last = db.session.execute(_chain_end()).first()
+    last = _locked_chain_end()
     seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS_HASH)
     now = now or utcnow()
     events = []
