@@ -572,6 +572,53 @@ def test_pipelined_chunks_version_records_across_chunks_on_postgresql(pg_app, mo
 
 
 @pytest.mark.postgres
+def test_lookups_running_beside_validation_see_stored_records_and_refusals(pg_app, monkeypatch):
+    """With a second connection each chunk's enterprises are looked up (ids, grants, the
+    latest stored versions) while the chunk is validated: records stored by an earlier
+    batch are still recognised chunk after chunk (duplicates, corrections), and rows of an
+    unregistered enterprise or of one without a grant are still refused, each with its
+    reason."""
+    monkeypatch.setattr(ingestion, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(ingestion, "FIRST_CHUNK_ROWS", 2)
+    readers = _spy_reader(monkeypatch)
+    from app.services.demo import demo_uscc
+
+    factory = Factory(pg_app)
+    with pg_app.app_context():
+        granted, _, _ = _enterprise(factory)
+        ungranted, _, _ = _enterprise(factory, grant=False)
+        usccs = (granted.uscc, ungranted.uscc)
+        db.session.commit()
+        db.session.remove()
+    first = [_tax(usccs[0], f"2026-0{m}") for m in range(1, 5)]
+    with pg_app.app_context():
+        assert _ingest(first, key="first").accepted == 4
+        db.session.commit()
+        db.session.remove()
+    again = [
+        _tax(usccs[1], "2026-01"),  # chunk 1: no grant
+        _tax(usccs[0], "2026-01"),  # the same as stored: a duplicate
+        _tax(usccs[0], "2026-02", amount_paid="9"),  # chunk 2: a correction
+        _tax(demo_uscc(77_003), "2026-02"),  # not registered
+        _tax(usccs[0], "2026-03"),  # chunk 3: a duplicate
+        _tax(usccs[0], "2026-05"),  # new
+    ]
+    with pg_app.app_context():
+        batch = _ingest(again, key="again", first_line=2)
+        db.session.commit()
+        counts = (batch.accepted, batch.corrected, batch.duplicates, batch.rejected)
+        assert counts == (1, 1, 2, 2)
+        assert [(r.line, r.code) for r in _rejections(batch)] == [
+            (2, "no_grant"),
+            (5, "unknown_enterprise"),
+        ]
+        assert _count(TaxRecord, period="2026-02") == 2
+        assert audit.verify().ok
+        assert readers == [True, True]
+        db.session.remove()
+
+
+@pytest.mark.postgres
 def test_an_enterprise_registered_in_the_same_transaction_has_its_records_stored(
     pg_app, monkeypatch
 ):
