@@ -50,8 +50,9 @@ def init_app(app: Flask) -> None:
         if not keys:
             if not relaxed:
                 raise ConfigError(
-                    "FIELD_KEYS is not set. Generate a key with `flask --app wsgi keys new` "
-                    "and set FIELD_KEYS=kid:base64key (see README, Security)."
+                    "FIELD_KEYS is not set. Generate the first key with `python -m "
+                    "app.services.crypto` and set FIELD_KEYS=kid:base64key (see README, "
+                    "Security)."
                 )
             from app.services.crypto import dev_keys
 

@@ -148,3 +148,23 @@ def mask(value: str | None, keep_start: int = 3, keep_end: int = 4) -> str:
 
 def configured() -> bool:
     return has_app_context() and bool(current_app.config.get("FIELD_KEYS"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m app.services.crypto [--kid ID]``: print a new ``FIELD_KEYS`` entry without
+    starting the app — a production app refuses to start before ``FIELD_KEYS`` has its first
+    key, so ``flask keys new`` serves rotations, this the first key."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m app.services.crypto", description=main.__doc__)
+    parser.add_argument("--kid", help="key id (letters, digits, - and _); random if omitted")
+    spec = new_key_spec(parser.parse_args(argv).kid)
+    try:
+        parse_keys(spec)
+    except FieldKeyError as exc:
+        parser.error(str(exc))
+    print(spec)  # the command's output
+
+
+if __name__ == "__main__":
+    main()

@@ -143,6 +143,25 @@ def test_production_refuses_to_start_without_field_keys(monkeypatch, tmp_path):
         create_app({"XINYIDAI_ENV": "production", "SECRET_KEY": "x" * 40})
 
 
+def test_the_first_key_is_generated_without_starting_the_app(tmp_path):
+    """What the refusal above tells the operator to run works where the app cannot start."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "FIELD_KEYS"}
+    env.update(XINYIDAI_ENV="production", XINYIDAI_INSTANCE_PATH=str(tmp_path))
+    command = [sys.executable, "-m", "app.services.crypto"]
+    made = subprocess.run(
+        [*command, "--kid", "k2027"], env=env, capture_output=True, text=True, check=True
+    )
+    ring = parse_keys(made.stdout.strip())
+    assert ring.current == "k2027" and len(ring.keys["k2027"]) == 32
+    refused = subprocess.run([*command, "--kid", "k 1"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "'k 1' is not a key id" in refused.stderr
+    assert refused.stdout == ""
+
+
 def test_masking():
     assert mask("110105194912310021") == "110***********0021"
     assert mask("13812345678") == "138****5678"
