@@ -142,9 +142,14 @@ class ProfileView:
 
     def table(self, scope: str) -> list[tuple[Any, list[Any]]]:
         """The rows of ``scope``'s records table: each record with its cells in the order
-        of :data:`RECORD_COLUMNS`."""
+        of :data:`RECORD_COLUMNS` (a yes/no column in words: 是 / 否, not True / False)."""
         names = [name for name, _label in RECORD_COLUMNS[scope]]
-        return [(row, [getattr(row, name) for name in names]) for row in self.records[scope]]
+        words = {True: str(_l("Yes")), False: str(_l("No"))}
+
+        def cell(value: Any) -> Any:
+            return words[value] if isinstance(value, bool) else value
+
+        return [(row, [cell(getattr(row, n)) for n in names]) for row in self.records[scope]]
 
 
 def view_profile(actor: User, enterprise_id: int, now: dt.datetime | None = None) -> ProfileView:

@@ -704,6 +704,8 @@ class Marks:
     profile: int | None = None  # the open objection's id
 
     def objection_of(self, record: Any) -> int | None:
+        if not self.records:  # the usual case: nothing of the enterprise is disputed
+            return None
         table = getattr(record, "__tablename__", None)
         if table is None:
             return None

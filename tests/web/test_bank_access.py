@@ -235,6 +235,22 @@ def test_the_profile_page_sends_as_many_statements_for_many_records_as_for_none(
     assert re.search(r"audit_event|audit_chain_end", after.statements[-1][0])
 
 
+def test_a_yes_no_record_column_reads_in_words(client, app, matrix):
+    """ "Filed late" shows 是 / 否 (Yes / No in English), never Python's True / False."""
+    bank, ids = matrix
+    login(client, bank)
+    with app.app_context():
+        add_records(db.session.get(Enterprise, ids["mine"]))  # filed late in one month only
+        db.session.commit()
+    path = f"/bank/enterprises/{ids['mine']}"
+    for language, yes, no in (("zh", "是", "否"), ("en", "Yes", "No")):
+        client.set_cookie("lang", language)
+        html = client.get(path).get_data(as_text=True)
+        tax = re.search(r'data-testid="records-tax".*?</article>', html, re.S).group(0)
+        late = [re.findall(r"<td>([^<]*)</td>", row)[4] for row in tax.split("<tr>")[2:]]
+        assert late.count(yes) == 1 and late.count(no) == len(late) - 1 >= 17, late
+
+
 def test_a_view_that_could_not_be_logged_is_never_shown(client, app, matrix, monkeypatch):
     """The page is rendered before the view's use count and audit events are written; when
     writing them fails the page is not sent and nothing of the view is kept."""
