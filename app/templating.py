@@ -84,8 +84,9 @@ def register(app: Flask) -> None:
 
 
 def translation_callables() -> dict[str, Any]:
-    """``gettext`` and ``ngettext`` (what ``_()`` and ``{% trans %}`` call) for one render,
-    bound to the translations of the locale in force when it starts.
+    """``gettext`` and ``ngettext`` (what ``{% trans %}`` calls), and ``_`` (the same
+    ``gettext``: Jinja's own ``_`` would look ``gettext`` up again on every call), for one
+    render, bound to the translations of the locale in force when it starts.
 
     Flask-Babel's own, installed as Jinja globals, look the locale and its catalogue up
     again on every string, a few dozen times a page. Resolved here per render instead, they
@@ -115,4 +116,4 @@ def translation_callables() -> dict[str, Any]:
             text = Markup(text)  # noqa: S704  # nosec B704
         return text % variables
 
-    return {"gettext": gettext, "ngettext": ngettext}
+    return {"gettext": gettext, "ngettext": ngettext, "_": gettext}
