@@ -219,7 +219,7 @@ def _enterprise_select() -> sa.Select[Enterprise, CreditProfile]:
 def _latest_versions(table: str, enterprise_id: int, months: int = 24) -> list[Any]:
     """The latest version of each of one enterprise's records in ``table``, of its newest
     ``months`` periods, newest period first."""
-    rows = objections.latest_records(enterprise_id, table, limit=None)
+    rows = objections.latest_record_rows(enterprise_id, table)
     period = schema.PERIOD_COLUMN[table]
     keep = set(sorted({getattr(r, period) for r in rows}, reverse=True)[:months])
     return [r for r in rows if getattr(r, period) in keep]

@@ -144,10 +144,20 @@ def latest_records(enterprise_id: int, table: str, limit: int | None = 120) -> l
     return list(db.session.scalars(_latest_select(table, limit), {"enterprise_id": enterprise_id}))
 
 
+def latest_record_rows(enterprise_id: int, table: str) -> list[Any]:
+    """:func:`latest_records` (all of them) as read-only rows of the table's columns, not
+    records the session tracks: what a bank's profile page shows, a hundred rows and more
+    on every view (loading them as records cost more than the query)."""
+    return list(
+        db.session.execute(_latest_select(table, None, True), {"enterprise_id": enterprise_id})
+    )
+
+
 @cache
-def _latest_select(table: str, limit: int | None) -> sa.Select[Any]:
-    """The SELECT behind :func:`latest_records`, built once per table and limit (a bank's
-    profile page runs it on every request); binds ``enterprise_id``."""
+def _latest_select(table: str, limit: int | None, rows: bool = False) -> sa.Select[Any]:
+    """The SELECT behind :func:`latest_records` (``rows``: :func:`latest_record_rows`), built
+    once per table and limit (a bank's profile page runs it on every request); binds
+    ``enterprise_id``."""
     model = RECORD_MODELS[table]
     enterprise_id: sa.BindParameter[int] = sa.bindparam("enterprise_id")
     keys = [getattr(model, k) for k in key_columns(table)]
@@ -163,7 +173,7 @@ def _latest_select(table: str, limit: int | None) -> sa.Select[Any]:
     ]
     period = getattr(model, schema.PERIOD_COLUMN[table])
     return (
-        sa.select(model)
+        sa.select(*model.__table__.columns if rows else (model,))
         .join(newest, sa.and_(*on))
         .where(model.enterprise_id == enterprise_id)
         .order_by(period.desc(), *keys)
@@ -703,16 +713,17 @@ class Marks:
     records: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
     profile: int | None = None  # the open objection's id
 
-    def objection_of(self, record: Any) -> int | None:
+    def objection_of(self, record: Any, table: str | None = None) -> int | None:
+        """The open objection to ``record`` (a record, or a row of ``table``), if any."""
         if not self.records:  # the usual case: nothing of the enterprise is disputed
             return None
-        table = getattr(record, "__tablename__", None)
+        table = table or getattr(record, "__tablename__", None)
         if table is None:
             return None
         return self.records.get((table, record_key(table, record)))
 
-    def has(self, record: Any) -> bool:
-        return self.objection_of(record) is not None
+    def has(self, record: Any, table: str | None = None) -> bool:
+        return self.objection_of(record, table) is not None
 
     def public_credit(self, public_record_id: str) -> bool:
         return (schema.PUBLIC_CREDIT, (str(public_record_id),)) in self.records
