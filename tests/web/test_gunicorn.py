@@ -34,13 +34,12 @@ def test_workers_forked_from_the_preloaded_app_serve_the_database_through_recycl
     port = free_port()
     log = tmp_path / "gunicorn.log"
     url = app.config["SQLALCHEMY_DATABASE_URI"]
+    assert isinstance(url, str)
     env = {
         **os.environ,
         "XINYIDAI_ENV": "production",
         "SECRET_KEY": secrets.token_hex(32),
-        "DATABASE_URL": url.render_as_string(hide_password=False)
-        if isinstance(url, sa.URL)
-        else str(url),
+        "DATABASE_URL": url,  # the test database (a string: tests/conftest.py)
         "XINYIDAI_INSTANCE_PATH": str(tmp_path),
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": "2",
