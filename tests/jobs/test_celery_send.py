@@ -1,0 +1,95 @@
+"""Sending jobs to Celery keeps its broker connection open from one send to the next, and
+a kept connection that went away (the broker restarted) costs no message."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+from flask import Flask
+from kombu.exceptions import OperationalError
+
+from app import celery_app
+from tests.jobs.conftest import free_port
+
+
+@pytest.fixture
+def broker(app: Flask, redis_url: str, monkeypatch) -> Iterator[redis.Redis]:
+    monkeypatch.setitem(app.config, "JOBS_BACKEND", "celery")
+    monkeypatch.setitem(app.config, "CELERY_BROKER_URL", redis_url)
+    celery_app.bind(app)
+    client = redis.Redis.from_url(redis_url)
+    client.delete("celery")
+    monkeypatch.setattr(celery_app, "connections", celery_app._Connections())
+    yield client
+    client.delete("celery")
+    celery_app.connections.close_all()
+    client.close()
+
+
+def sent_ids(client: redis.Redis) -> list[int]:
+    """The ids of the job messages waiting in the default queue, oldest first."""
+    bodies = [json.loads(m) for m in reversed(client.lrange("celery", 0, -1))]
+    return [json.loads(base64.b64decode(b["body"]))[0][0] for b in bodies]
+
+
+def received(client: redis.Redis) -> int:
+    return int(client.info("stats")["total_connections_received"])
+
+
+def test_sends_reuse_one_broker_connection(app: Flask, broker: redis.Redis) -> None:
+    celery_app.send_job(app, 11)
+    after_first = received(broker)
+    for job_id in (12, 13):
+        celery_app.send_job(app, job_id)
+    celery_app.send_chunks(app, [21, 22])
+    assert sent_ids(broker) == [11, 12, 13, 21, 22]
+    assert celery_app.connections.opened == 1
+    # The broker saw no new connection after the first send's.
+    assert received(broker) == after_first
+
+
+def test_a_kept_connection_the_broker_dropped_is_replaced_and_no_message_lost(
+    app: Flask, broker: redis.Redis
+) -> None:
+    celery_app.send_job(app, 1)
+    own = broker.client_id()
+    # The broker drops every client but ours (as a restart would).
+    for client in broker.client_list():
+        if int(client["id"]) != own:
+            broker.client_kill_filter(_id=client["id"])
+    celery_app.send_job(app, 2)
+    celery_app.send_job(app, 3)
+    assert sorted(sent_ids(broker)) == [1, 2, 3]
+
+
+def test_an_unreachable_broker_still_fails_at_once(app: Flask, broker, monkeypatch) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    monkeypatch.setitem(app.config, "CELERY_BROKER_URL", down)
+    with pytest.raises(OperationalError):
+        celery_app.send_job(app, 1)
+    assert celery_app.connections.opened == 0
+
+
+def test_a_forked_process_opens_its_own_connection(app: Flask, broker: redis.Redis) -> None:
+    celery_app.send_job(app, 1)
+    assert celery_app.connections.opened == 1
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's kept connection is not used
+        try:
+            celery_app.send_job(app, 2)
+            os.write(write, str(celery_app.connections.opened).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 10) == b"1"
+    os.close(read)
+    celery_app.send_job(app, 3)
+    assert celery_app.connections.opened == 1
+    assert sorted(sent_ids(broker)) == [1, 2, 3]
