@@ -11,14 +11,18 @@ tax types over the last 24 months. Then, in the same run:
 * ``ingest_duplicates_rows_per_s``: the same rows again under a new idempotency key (every
   row a duplicate: the version lookup path, nothing written);
 * baseline for both: psycopg ``COPY`` of the same rows, already typed, into a scratch table
-  identical to ``tax`` (same columns, constraints, indexes and reference-check triggers);
-  ``copy_unchecked_rows_per_s`` (in the line's extra fields) is the same COPY into a table
-  without the reference checks, what the database costs without them.
+  identical to ``tax`` (same columns, constraints, indexes and reference-check triggers),
+  in COPY's binary format — the format ``ingest_rows`` sends records in (since 7 Dec,
+  evening; before, both were text). The text-format COPY of the same rows is measured in
+  the same repetitions: ``copy_text_rows_per_s`` and ``ratio_to_text_copy`` (the line's
+  extra fields; ``runs`` lists ingest, binary COPY, text COPY per repetition);
+  ``copy_unchecked_rows_per_s`` is the binary COPY into a table without the reference
+  checks, what the database costs without them.
 
 This machine's timings wander by half from one second to the next (a shared virtual
-machine), so the pair is measured ``--repeat`` times (3), alternating, each time on fresh
+machine), so the set is measured ``--repeat`` times (3), alternating, each time on fresh
 enterprises, after a warm-up batch (the first batch of a process also loads the Celery
-transport); the figures are the medians of the repetitions and ``runs`` lists each pair.
+transport); the figures are the medians of the repetitions and ``runs`` lists each set.
 
 Prints JSON lines ``{"name","value","unit","baseline","ratio","n"}``; drops its schema at the end.
 Usage: ``python bench/ingest.py [--rows 200000] [--repeat 3]``.
@@ -175,11 +179,22 @@ def make_rows(n_rows: int, usccs: list[str], today: dt.date) -> list[dict[str, s
     return rows
 
 
+# The tax table's columns as the baseline COPY sends them, and their types for a binary COPY.
+BASELINE_TYPES = ("varchar", "varchar", "varchar", "numeric", "numeric", "bool", "numeric",
+                  "int4", "varchar", "int4", "int4", "varchar", "timestamptz")  # fmt: skip
+
+
 def baseline_copy(
-    rows: list[dict[str, str]], ids: dict[str, int], now: dt.datetime, *, checked: bool = True
+    rows: list[dict[str, str]],
+    ids: dict[str, int],
+    now: dt.datetime,
+    *,
+    checked: bool = True,
+    binary: bool = True,
 ) -> float:
     """Seconds for a raw COPY of the same rows into a scratch copy of the tax table (with its
-    reference-check trigger, unless ``checked`` is false)."""
+    reference-check trigger, unless ``checked`` is false), in COPY's binary format (as
+    ``ingest_rows`` sends records) or, ``binary`` false, its text format."""
     from decimal import Decimal
 
     conn = db.session.connection()
@@ -208,8 +223,11 @@ def baseline_copy(
         "uscc, period, tax_type, amount_paid, declared_sales, late_filing, arrears, "
         "enterprise_id, provider, batch_id, version, content_hash, received_at"
     )
+    statement = f"COPY bench_copy ({columns}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
     start = time.perf_counter()
-    with raw.cursor() as cursor, cursor.copy(f"COPY bench_copy ({columns}) FROM STDIN") as copy:
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        if binary:
+            copy.set_types(list(BASELINE_TYPES))
         for row in rows:
             copy.write_row(
                 (
@@ -325,16 +343,25 @@ def run(n_rows: int, broker: str, repeat: int = 3) -> None:
                 for r in range(repeat)
             ]
             unchecked = baseline_copy(groups[0], ids, now, checked=False)
-            runs: list[tuple[float, float]] = []
-            for rows in groups:
-                base = baseline_copy(rows, ids, now)
+            # Per repetition: ingest_rows, the binary COPY (the baseline: the format
+            # ingest_rows sends records in) and the text COPY, in turns.
+            runs: list[tuple[float, float, float]] = []
+            for r, rows in enumerate(groups):
+                order = ("binary", "text") if r % 2 == 0 else ("text", "binary")
+                base = {f: len(rows) / baseline_copy(rows, ids, now, binary=f == "binary")
+                        for f in order}  # fmt: skip
                 seconds, counts = timed_ingest(rows, now)
                 assert counts == (len(rows), 0, 0, 0), counts
-                runs.append((len(rows) / seconds, len(rows) / base))
+                runs.append((len(rows) / seconds, base["binary"], base["text"]))
             n = len(groups[0])
+            text_base = median([r[2] for r in runs])
             emit("ingest_rows_per_s", median([r[0] for r in runs]), median([r[1] for r in runs]),
                  n, ratio_median=round(median([r[0] / r[1] for r in runs]), 4),
-                 runs=[[round(a), round(b)] for a, b in runs],
+                 runs=[[round(a), round(b), round(c)] for a, b, c in runs],
+                 baseline_format="binary",
+                 copy_text_rows_per_s=round(text_base, 1),
+                 ratio_to_text_copy=round(median([r[0] for r in runs]) / text_base, 4),
+                 ratio_to_text_copy_median=round(median([r[0] / r[2] for r in runs]), 4),
                  copy_unchecked_rows_per_s=round(n / unchecked, 1))  # fmt: skip
             again: list[float] = []
             for rows in groups:

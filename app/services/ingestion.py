@@ -31,6 +31,7 @@ import gc
 import hashlib
 import json
 import re
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,6 +65,10 @@ FIRST_CHUNK_ROWS = 1_000  # the first chunk; the next ones double in size up to 
 # With a reader, the COPY of a batch goes on from chunk to chunk and rejected rows wait for
 # it to end (the session's connection is busy); past this many it is ended to store them.
 REJECTIONS_HELD = 10_000
+# How records go into PostgreSQL: "binary" (COPY's binary format, made column by column in
+# Python: the server no longer parses every amount, number and timestamp from text, which
+# took 10-15 % of its time for a batch) or "text".
+RECORD_COPY_FORMAT = "binary"
 MAX_TEXT = 64
 _META = frozenset({"provider", "batch_id", "version"})
 
@@ -564,14 +569,21 @@ class _PendingCopy:
     the server has stored it all. It runs on the session's own connection, so in its
     transaction; nothing else may use that connection until it is finished."""
 
-    def __init__(self, table: str, columns: Sequence[str], data: memoryview) -> None:
+    def __init__(
+        self, table: str, columns: Sequence[str], data: memoryview, *, binary: bool = False
+    ) -> None:
         connection = db.session.connection().connection.driver_connection
         assert connection is not None  # noqa: S101
         quoted = ", ".join(f'"{c}"' for c in columns)
         self.statement = f'COPY "{table}" ({quoted}) FROM STDIN'
+        if binary:  # the data are tuples in PostgreSQL's binary COPY format (_BinaryRows)
+            self.statement += " (FORMAT BINARY)"
+        self.binary = binary
         self._cursor = connection.cursor()
         self._context = self._cursor.copy(self.statement, writer=_Writer(self._cursor))
         self._copy = self._context.__enter__()
+        if binary:  # psycopg sends blocks as they are: the header is ours to send
+            self.write(memoryview(_BINARY_HEADER))
         self.write(data)
 
     def write(self, data: memoryview) -> None:
@@ -584,6 +596,8 @@ class _PendingCopy:
 
     def finish(self) -> None:
         try:
+            if self.binary:  # and so is the trailer
+                self._copy.write(_BINARY_TRAILER)
             self._context.__exit__(None, None, None)
         except psycopg.errors.IntegrityError as exc:
             # As SQLAlchemy would raise it, so callers handle one kind of conflict.
@@ -658,6 +672,13 @@ class _Ingestion:
             "uscc", *self.names, "enterprise_id", "provider", "batch_id", "version",
             "content_hash", "received_at",
         ]  # fmt: skip
+        self.binary = (
+            _BinaryRows(
+                cast(sa.Table, self.model.__table__), self.copy_columns, provider, batch.id, now
+            )
+            if self.postgres and RECORD_COPY_FORMAT == "binary"
+            else None
+        )
 
     # Validation (no database) ---------------------------------------------------------
 
@@ -1071,7 +1092,7 @@ class _Ingestion:
         if self.reader is None:  # one COPY per chunk, finished before the next lookups
             self._store_rejections([*parsed.rejections, *refused])
             if data is not None:
-                self.pending = _PendingCopy(self.model.__tablename__, self.copy_columns, data)
+                self.pending = self._start_copy(data)
             elif stored:
                 self._store(parsed, np.array(stored, dtype=np.int64), enterprise_ids, versions)
             return
@@ -1084,9 +1105,14 @@ class _Ingestion:
         if data is None:
             return
         if self.pending is None:
-            self.pending = _PendingCopy(self.model.__tablename__, self.copy_columns, data)
+            self.pending = self._start_copy(data)
         else:
             self.pending.write(data)
+
+    def _start_copy(self, data: memoryview) -> _PendingCopy:
+        return _PendingCopy(
+            self.model.__tablename__, self.copy_columns, data, binary=self.binary is not None
+        )
 
     def _versions(
         self, parsed: _Parsed, authorized: np.ndarray, enterprise_ids: np.ndarray
@@ -1174,12 +1200,15 @@ class _Ingestion:
     def _copy_data(
         self, parsed: _Parsed, rows: np.ndarray, enterprise_ids: np.ndarray, versions: list[int]
     ) -> memoryview:
-        """PostgreSQL: the ``COPY`` text of these rows (no database needed)."""
+        """PostgreSQL: the ``COPY`` data of these rows, binary or text (no database
+        needed)."""
         columns = [parsed.uscc, *parsed.values, pa.array(parsed.hashes, pa.string())]
         if len(rows) < len(parsed.keys):
             take = pa.array(rows)
             columns = [c.take(take) for c in columns]
         *values, hashes = columns
+        if self.binary is not None:
+            return self.binary.tuples(values, enterprise_ids[rows], versions, hashes)
         lines = _joined(
             [
                 *values,
@@ -1243,6 +1272,215 @@ class _Ingestion:
             for r in rejections
         ]
         db.session.execute(sa.insert(cast(sa.Table, RejectedRow.__table__)), params)
+
+
+# PostgreSQL's binary COPY format (the ``COPY`` page of its manual, "Binary Format"): a
+# header, then per row a 16-bit count of fields and each field as a 32-bit length (-1 for
+# NULL) followed by the value in its type's binary representation, then a trailer. All
+# integers are big-endian.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, extension length
+_BINARY_TRAILER = b"\xff\xff"
+_BINARY_NULL = b"\xff\xff\xff\xff"
+_PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # of timestamptz: microseconds since
+_PG_EPOCH_DAYS = (dt.date(2000, 1, 1) - dt.date(1970, 1, 1)).days  # of date: days since
+_MONEY_SCALE = 2
+
+_LENGTH = np.dtype([("length", ">i4")])
+_BOOL = np.dtype([("length", ">i4"), ("value", "u1")])
+_INT4 = np.dtype([("length", ">i4"), ("value", ">i4")])
+_INT8 = np.dtype([("length", ">i4"), ("value", ">i8")])
+# NUMERIC: the count of base-10000 digits, the weight of the first one, the sign, the
+# display scale, then the digits. Amounts (at most 16 digits before the point, two after)
+# always go as five digits, four before the point and one after: the server drops the
+# leading and trailing zero digits (as it does parsing text), so what it stores is the
+# same as for the amount's text, and every field has the same width.
+_NUMERIC = np.dtype(
+    [("length", ">i4"), ("ndigits", ">i2"), ("weight", ">i2"), ("sign", ">u2"),
+     ("dscale", ">i2"), ("digits", ">i2", (5,))]
+)  # fmt: skip
+
+
+def _pg_type(column: sa.Column[Any]) -> str:
+    """The binary representation a record column needs (raises for a type not handled)."""
+    kind = column.type
+    if isinstance(kind, sa.types.TypeDecorator):
+        kind = kind.impl_instance
+    if isinstance(kind, sa.DateTime) and kind.timezone:
+        return "timestamptz"
+    if isinstance(kind, sa.Date) and not isinstance(kind, sa.DateTime):
+        return "date"
+    if isinstance(kind, sa.Boolean):
+        return "bool"
+    if isinstance(kind, sa.BigInteger):
+        return "int8"
+    if isinstance(kind, sa.Integer):
+        return "int4"
+    if isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float):
+        if kind.scale == _MONEY_SCALE and (kind.precision or 0) <= 18:
+            return "money"
+    elif isinstance(kind, sa.String):
+        return "text"
+    raise TypeError(f"{column}: no binary COPY encoding for {column.type!r}")
+
+
+def _fixed_width(fields: np.ndarray) -> pa.Array:
+    """A binary array holding each element of a structured array as its bytes."""
+    width = fields.dtype.itemsize
+    offsets = np.arange(0, (len(fields) + 1) * width, width, dtype=np.int32)
+    data = np.ascontiguousarray(fields)
+    return pa.Array.from_buffers(
+        pa.binary(), len(fields), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+
+
+def _null_where(values: pa.Array, fields: pa.Array) -> pa.Array:
+    """``fields``, but the NULL field (length -1) where ``values`` is null."""
+    if not values.null_count:
+        return fields
+    return pc.if_else(pc.is_null(values), pa.scalar(_BINARY_NULL, pa.binary()), fields)
+
+
+def _binary_ints(kind: str, values: np.ndarray) -> pa.Array:
+    fields = np.empty(len(values), _INT4 if kind == "int4" else _INT8)
+    fields["length"] = fields.dtype["value"].itemsize
+    if kind == "int4" and len(values) and (values.min() < -(2**31) or values.max() >= 2**31):
+        raise OverflowError("a value does not fit a 4-byte integer column")
+    fields["value"] = values
+    return _fixed_width(fields)
+
+
+def _binary_field(kind: str, texts: pa.Array) -> pa.Array:
+    """The binary COPY fields (length included) of a column's canonical texts (as
+    :meth:`_Ingestion.parse` makes them; null: an empty optional value)."""
+    if kind == "text":
+        return pc.binary_join_element_wise(
+            *_binary_text(texts), pa.scalar(b"", pa.binary()),
+            null_handling="replace", null_replacement=b"",
+        )  # fmt: skip
+    if kind in ("int4", "int8"):
+        ints = pc.cast(texts, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        return _null_where(texts, _binary_ints(kind, ints))
+    if kind == "bool":
+        fields = np.empty(len(texts), _BOOL)
+        fields["length"] = 1
+        fields["value"] = pc.equal(texts, "1").fill_null(False).to_numpy(zero_copy_only=False)
+        return _null_where(texts, _fixed_width(fields))
+    if kind == "date":
+        days = pc.cast(pc.cast(texts, pa.date32()), pa.int32()).fill_null(0)
+        fields = np.empty(len(texts), _INT4)
+        fields["length"] = 4
+        fields["value"] = days.to_numpy(zero_copy_only=False) - _PG_EPOCH_DAYS
+        return _null_where(texts, _fixed_width(fields))
+    if kind == "money":
+        return _null_where(texts, _binary_money(texts))
+    raise TypeError(f"no binary COPY encoding from text for {kind}")
+
+
+def _binary_text(texts: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """A text column's fields as two parts, the lengths and the texts: a null's length is
+    -1 and its text must be left out (joined as b"")."""
+    lengths = np.empty(len(texts), _LENGTH)
+    lengths["length"] = pc.binary_length(texts).fill_null(-1).to_numpy(zero_copy_only=False)
+    return _fixed_width(lengths), texts.cast(pa.binary())
+
+
+def _binary_money(texts: pa.Array) -> pa.Array:
+    """NUMERIC fields of canonical amounts (digits, a point, two decimals: at most 16
+    digits before it). The texts are read as decimal(18, 2) (an error, not a rounding,
+    should one have more decimals); its unscaled value, the amount in fen (cents), is the
+    low 64 bits of each 128-bit value."""
+    decimals = pc.cast(texts, pa.decimal128(18, _MONEY_SCALE))
+    words = np.frombuffer(decimals.buffers()[1], dtype="<i8")
+    start = 2 * decimals.offset
+    cents = words[start : start + 2 * len(decimals) : 2]
+    if decimals.null_count:
+        cents = np.where(pc.is_null(decimals).to_numpy(zero_copy_only=False), 0, cents)
+    if len(cents) and cents.min() < 0:
+        raise ValueError("amounts are never negative")
+    whole, fraction = np.divmod(cents, 100)
+    fields = np.empty(len(cents), _NUMERIC)
+    fields["length"] = _NUMERIC.itemsize - 4
+    fields["ndigits"] = 5
+    fields["weight"] = 3
+    fields["sign"] = 0  # positive (NUMERIC_POS)
+    fields["dscale"] = _MONEY_SCALE
+    digits = fields["digits"]
+    digits[:, 0] = whole // 10**12
+    digits[:, 1] = whole // 10**8 % 10**4
+    digits[:, 2] = whole // 10**4 % 10**4
+    digits[:, 3] = whole % 10**4
+    digits[:, 4] = fraction * 100
+    return _fixed_width(fields)
+
+
+def _binary_constant(kind: str, value: Any) -> pa.Scalar:
+    """One field (length included) holding ``value``, for a column the same in every row."""
+    if kind == "text":
+        data = str(value).encode()
+    elif kind == "int4":
+        data = struct.pack(">i", value)
+    elif kind == "int8":
+        data = struct.pack(">q", value)
+    elif kind == "timestamptz":
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store timezone-aware UTC times")
+        data = struct.pack(">q", (value - _PG_EPOCH) // dt.timedelta(microseconds=1))
+    else:
+        raise TypeError(f"no binary COPY encoding of a constant for {kind}")
+    return pa.scalar(struct.pack(">i", len(data)) + data, pa.binary())
+
+
+class _BinaryRows:
+    """A record table's rows as tuples of the binary COPY format, made column by column
+    (pyarrow and numpy: no Python object per value). The columns are ``columns``: ``uscc``,
+    the source's data columns (canonical text in), then ``enterprise_id``, ``provider``,
+    ``batch_id``, ``version``, ``content_hash`` and ``received_at``."""
+
+    def __init__(
+        self,
+        table: sa.Table,
+        columns: Sequence[str],
+        provider: str,
+        batch_id: int,
+        now: dt.datetime,
+    ) -> None:
+        kinds = {name: _pg_type(table.c[name]) for name in columns}
+        meta = ("enterprise_id", "provider", "batch_id", "version", "content_hash", "received_at")
+        if tuple(columns[-len(meta) :]) != meta:
+            raise ValueError(f"unexpected record columns {columns}")
+        self.text_kinds = [kinds[name] for name in columns[: -len(meta)]]  # uscc + data
+        self.enterprise_kind = kinds["enterprise_id"]
+        self.version_kind = kinds["version"]
+        if kinds["content_hash"] != "text":
+            raise TypeError("content_hash is expected to be text")
+        self.head = pa.scalar(struct.pack(">h", len(columns)), pa.binary())
+        self.provider = _binary_constant(kinds["provider"], provider)
+        self.batch_id = _binary_constant(kinds["batch_id"], batch_id)
+        self.received_at = _binary_constant(kinds["received_at"], now)
+
+    def tuples(
+        self,
+        texts: Sequence[pa.Array],
+        enterprise_ids: np.ndarray,
+        versions: Sequence[int],
+        hashes: pa.Array,
+    ) -> memoryview:
+        """The tuples of these rows (``texts``: ``uscc`` and the data columns, canonical
+        text; the others one value per row), one after the other."""
+        fields: list[pa.Array | pa.Scalar] = []
+        for kind, column in zip(self.text_kinds, texts, strict=True):
+            # Text columns as two parts, so that every row is made by one join.
+            fields.extend(_binary_text(column) if kind == "text" else [_binary_field(kind, column)])
+        fields.append(_binary_ints(self.enterprise_kind, enterprise_ids))
+        fields.extend((self.provider, self.batch_id))
+        fields.append(_binary_ints(self.version_kind, np.asarray(versions, dtype=np.int64)))
+        fields.extend(_binary_text(hashes))
+        fields.append(self.received_at)
+        rows = pc.binary_join_element_wise(
+            self.head, *fields, pa.scalar(b"", pa.binary()),
+            null_handling="replace", null_replacement=b"",
+        )  # fmt: skip
+        return _concatenated(rows)
 
 
 def _copy_text(value: str) -> str:
