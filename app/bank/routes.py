@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
@@ -149,7 +150,7 @@ def enterprise_profile(enterprise_id: int) -> Any:
             lambda view: render_template(
                 "bank/enterprise.html",
                 view=view,
-                columns=bank_views.RECORD_COLUMNS,
+                headings=bank_views.record_headings(str(get_locale())),
                 industry=enterprises.industry_label(view.enterprise.industry_code),
             ),
         )

@@ -11,14 +11,25 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache
 from typing import Any, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
+from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup, escape
 
-from app.services import audit, authorization, matching, objections, products, profiles
+from app.services import (
+    audit,
+    authorization,
+    credit_repair,
+    matching,
+    objections,
+    products,
+    profiles,
+)
 from app.services.matching_engine import EnterpriseFacts, eligibility
 from ml import schema
 from models import CreditProfile, Enterprise, LoanProduct, Organization, User, db
@@ -139,17 +150,57 @@ class ProfileView:
     profile: Any  # the latest CreditProfile, or None
     records: dict[str, list[Any]]  # scope → latest-version rows, where records are shared
     hidden_scopes: list[str]  # scopes whose records the grant does not share
+    marks: objections.Marks = field(default_factory=objections.Marks)  # what is disputed
+    public_records: list[Any] = field(default_factory=list)  # published public-credit records
 
-    def table(self, scope: str) -> list[tuple[Any, list[Any]]]:
-        """The rows of ``scope``'s records table: each record with its cells in the order
-        of :data:`RECORD_COLUMNS` (a yes/no column in words: 是 / 否, not True / False)."""
+    def table_rows(
+        self, scope: str, marks: objections.Marks, words: dict[bool, str], under_objection: str
+    ) -> Markup:
+        """The body rows of ``scope``'s records table: each record's cells in the order of
+        :data:`RECORD_COLUMNS` (a yes/no column in ``words``: 是 / 否, not True / False), then
+        a cell with ``under_objection`` where the record is disputed; ``words`` and
+        ``under_objection`` come translated from the template.
+
+        Built in one pass: a profile shows up to 24 months of several series per scope (a
+        hundred rows and more), and Jinja, cell by cell, spent about 36 µs a row. Text is
+        escaped; numbers (int, Decimal) are shown as they print, which has nothing to
+        escape."""
         names = [name for name, _label in RECORD_COLUMNS[scope]]
-        words = {True: str(_l("Yes")), False: str(_l("No"))}
+        mark = (
+            Markup(  # nosec B704  (a constant; the words are escaped by %)
+                '<span class="status status-pending" data-testid="under-objection">%s</span>'
+            )
+            % under_objection
+        )
+        shown = {True: escape(words[True]), False: escape(words[False])}
+        html = []
+        for row in self.records[scope]:
+            values = [getattr(row, name) for name in names]
+            cells = "</td><td>".join(
+                [
+                    str(v) if type(v) in _NUMBERS else shown[v] if type(v) is bool else escape(v)
+                    for v in values
+                ]
+            )
+            html.append(
+                f"<tr><td>{cells}</td><td>{mark if marks.has(row, scope) else ''}</td></tr>"
+            )
+        return Markup("".join(html))  # noqa: S704  # nosec B704  (built of escaped values)
 
-        def cell(value: Any) -> Any:
-            return words[value] if isinstance(value, bool) else value
 
-        return [(row, [cell(getattr(row, n)) for n in names]) for row in self.records[scope]]
+_NUMBERS = (int, Decimal)
+
+
+@cache
+def record_headings(locale: str) -> dict[str, list[str]]:
+    """The headings of each scope's records table (:data:`RECORD_COLUMNS`) in ``locale``,
+    translated once per process: a lazy string costs about 8 µs each time it is shown, and a
+    profile page shows up to 28 headings."""
+    with force_locale(locale):
+        return {
+            scope: [str(label) for _name, label in columns]
+            for scope, columns in RECORD_COLUMNS.items()
+        }
 
 
 def view_profile(actor: User, enterprise_id: int, now: dt.datetime | None = None) -> ProfileView:
@@ -170,16 +221,18 @@ def show_profile(
     writes (the grant's use count, the audit events), and its result is returned only once
     they are written, so a view that could not be logged is never shown. The caller commits.
 
-    Rendering first keeps the page's own reads (objection marks, public-credit records,
-    notifications) in the one transaction, and the audit chain's lock is held only from the
-    events' append to the commit, never while a template renders."""
+    The view carries what the page marks and lists besides the profile: the open objections'
+    marks and the published public-credit records, each read only when the enterprise's
+    SELECT says there are some. Rendering first keeps the page's own reads (notifications)
+    in the one transaction, and the audit chain's lock is held only from the events'
+    append to the commit, never while a template renders."""
     now = now or utcnow()
     # The enterprise and its latest profile in one statement; the profile is shown only if
     # the policy allows below.
     found = db.session.execute(_enterprise_select(), {"enterprise_id": enterprise_id}).first()
     if found is None:
         raise NotVisible(enterprise_id)
-    enterprise, latest = found
+    enterprise, latest, disputed, published = found
     decision, per_scope = authorization.decide_for_view(
         actor.organization, enterprise, list(RECORD_SCOPES), now
     )
@@ -192,7 +245,15 @@ def show_profile(
             records[scope] = _latest_versions(scope, enterprise.id)
         else:
             hidden.append(scope)
-    shown = render(ProfileView(enterprise, latest, records, hidden))
+    view = ProfileView(
+        enterprise,
+        latest,
+        records,
+        hidden,
+        objections.marks_for(enterprise.id) if disputed else objections.Marks(),
+        credit_repair.shown_to_banks(enterprise.id, now) if published else [],
+    )
+    shown = render(view)
     # The writes last: the audit chain is locked from its append to the commit.
     authorization.record_uses([decision, *(per_scope[scope] for scope in records)], now)
     entries = [
@@ -206,11 +267,17 @@ def show_profile(
 
 
 @cache
-def _enterprise_select() -> sa.Select[Enterprise, CreditProfile]:
-    """An enterprise and its latest profile (None when it has none); binds
-    ``enterprise_id``."""
+def _enterprise_select() -> sa.Select[Enterprise, CreditProfile, bool, bool]:
+    """An enterprise, its latest profile (None when it has none), whether anything of it is
+    under objection and whether it has public-credit records (when not, the page skips
+    reading them); binds ``enterprise_id``."""
     return (
-        sa.select(Enterprise, CreditProfile)
+        sa.select(
+            Enterprise,
+            CreditProfile,
+            objections.disputed_column(Enterprise.id),
+            credit_repair.published_column(Enterprise.id),
+        )
         .outerjoin(CreditProfile, CreditProfile.id == profiles.newest_id_column(Enterprise.id))
         .where(Enterprise.id == sa.bindparam("enterprise_id"))
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
@@ -220,6 +221,13 @@ def recently_decided(limit: int = 50) -> list[CreditRepair]:
             .limit(limit)
         )
     )
+
+
+def published_column(enterprise_id: Any) -> sa.ColumnElement[bool]:
+    """A SQL column: whether ``enterprise_id`` (a column or a value) has any public-credit
+    record at all. A page that reads the enterprise anyway asks with it, and reads the
+    records (:func:`shown_to_banks`) only when there are some: most enterprises have none."""
+    return sa.exists().where(PublicCreditRecord.enterprise_id == enterprise_id)
 
 
 def shown_to_banks(enterprise_id: int, now: dt.datetime | None = None) -> list[PublicCreditRecord]:

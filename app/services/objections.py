@@ -732,6 +732,16 @@ class Marks:
         return bool(self.records) or self.profile is not None
 
 
+def disputed_column(enterprise_id: Any) -> sa.ColumnElement[bool]:
+    """A SQL column: whether anything of ``enterprise_id`` (a column or a value) is under an
+    open objection. A page that reads the enterprise anyway asks with it, and reads the
+    marks (:func:`marks_for`) only when there are some: most enterprises have none."""
+    return sa.exists().where(
+        Objection.enterprise_id == enterprise_id,
+        Objection.status.in_(OPEN_OBJECTION_STATUSES),
+    )
+
+
 def marks_for(enterprise_id: int) -> Marks:
     marks = Marks()
     for objection in db.session.execute(_open_objections(), {"enterprise_id": enterprise_id}):

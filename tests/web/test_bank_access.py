@@ -2,12 +2,15 @@
 
 import datetime as dt
 import re
+from decimal import Decimal
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from markupsafe import Markup
 
 from app.extensions import db
-from app.services import audit, bank_views, matching, profiles
+from app.services import audit, bank_views, matching, objections, profiles
 from app.services import authorization as authz
 from app.services.authorization import GrantRequest
 from models import (
@@ -214,7 +217,8 @@ def test_the_profile_page_sends_as_many_statements_for_many_records_as_for_none(
     client, app, matrix
 ):
     """No N+1: the page renders from what the view read, before the view's writes and its
-    commit, so rendering 36 records does not reload them one by one; and it is one
+    commit, so rendering 36 records (and two public-credit ones) does not reload them one by
+    one; and it is one
     transaction (no second BEGIN after the commit for the template's own reads)."""
     bank, ids = matrix
     login(client, bank)
@@ -229,26 +233,65 @@ def test_the_profile_page_sends_as_many_statements_for_many_records_as_for_none(
         full = client.get(path).get_data(as_text=True)
     tax_rows = re.search(r'data-testid="records-tax".*?</article>', full, re.S).group(0)
     assert "No records received yet" in empty and tax_rows.count("<tr>") >= 18
-    assert len(after.statements) == len(before.statements) <= 20
+    # One statement more, and only one: the public-credit records, read once there are some
+    # (the enterprise's SELECT says whether there are; add_records adds two).
+    assert len(after.statements) == len(before.statements) + 1 <= 20
+
+    def public_credit_reads(captured: Any) -> list[str]:
+        return [s for s, _ in captured.statements if s.lstrip().startswith("SELECT public_credit.")]
+
+    assert len(public_credit_reads(after)) == 1 and not public_credit_reads(before)
     # The audit append last (its chain's end, then its INSERT, an executemany the capture
     # leaves out): nothing read after.
     assert re.search(r"audit_event|audit_chain_end", after.statements[-1][0])
 
 
 def test_a_yes_no_record_column_reads_in_words(client, app, matrix):
-    """ "Filed late" shows 是 / 否 (Yes / No in English), never Python's True / False."""
+    """ "Filed late" shows 是 / 否 (Yes / No in English), never Python's True / False; the
+    headings are in the page's language too, whichever was asked for first."""
     bank, ids = matrix
     login(client, bank)
     with app.app_context():
         add_records(db.session.get(Enterprise, ids["mine"]))  # filed late in one month only
         db.session.commit()
     path = f"/bank/enterprises/{ids['mine']}"
-    for language, yes, no in (("zh", "是", "否"), ("en", "Yes", "No")):
+    for language, yes, no, heading in (
+        ("zh", "是", "否", "逾期申报"),
+        ("en", "Yes", "No", "Filed late"),
+        ("zh", "是", "否", "逾期申报"),
+    ):
         client.set_cookie("lang", language)
         html = client.get(path).get_data(as_text=True)
         tax = re.search(r'data-testid="records-tax".*?</article>', html, re.S).group(0)
+        assert re.findall(r"<th>([^<]*)</th>", tax)[4] == heading
         late = [re.findall(r"<td>([^<]*)</td>", row)[4] for row in tax.split("<tr>")[2:]]
         assert late.count(yes) == 1 and late.count(no) == len(late) - 1 >= 17, late
+
+
+def test_record_rows_escape_text_and_mark_only_disputed_records():
+    """The records table's rows are built in one pass: text escaped, numbers as they print,
+    yes/no in the words given, the mark on the disputed record only."""
+    from types import SimpleNamespace
+
+    def tax(period: str, late: bool) -> SimpleNamespace:
+        return SimpleNamespace(
+            uscc="91350100M000100Y43", period=period, tax_type="<b>VAT</b>",
+            amount_paid=Decimal("13000.50"), declared_sales=Decimal("100000.00"),
+            late_filing=late, arrears=Decimal(0), version=2,
+        )  # fmt: skip
+
+    rows = [tax("2026-05", True), tax("2026-04", False)]
+    disputed = objections.Marks(records={("tax", objections.record_key("tax", rows[1])): 7})
+    view = bank_views.ProfileView(None, None, {"tax": rows}, [])
+    html = view.table_rows("tax", disputed, {True: "是", False: "否"}, Markup("<i>异议中</i>"))
+    assert str(html) == (
+        "<tr><td>2026-05</td><td>&lt;b&gt;VAT&lt;/b&gt;</td><td>13000.50</td>"
+        "<td>100000.00</td><td>是</td><td>0</td><td>2</td><td></td></tr>"
+        "<tr><td>2026-04</td><td>&lt;b&gt;VAT&lt;/b&gt;</td><td>13000.50</td>"
+        "<td>100000.00</td><td>否</td><td>0</td><td>2</td><td>"
+        '<span class="status status-pending" data-testid="under-objection"><i>异议中</i>'
+        "</span></td></tr>"
+    )
 
 
 def test_a_view_that_could_not_be_logged_is_never_shown(client, app, matrix, monkeypatch):

@@ -264,7 +264,9 @@ def test_repair_through_the_web_and_what_the_bank_sees(
     banker.set_cookie("lang", "en")
     login(banker, bank_account)
     view = banker.get(f"/bank/enterprises/{enterprise_id}").get_data(as_text=True)
-    assert 'data-testid="under-objection"' in view
+    # the disputed social-insurance record's row is marked, and only it
+    rows = re.search(r'data-testid="records-social_insurance".*?</article>', view, re.S)
+    assert rows and rows.group(0).count('data-testid="under-objection"') == 1
     assert 'data-public-record="P-1"' in view
     assert banker.get("/enterprise/objections").status_code == 403
 
