@@ -193,3 +193,80 @@ def test_deleting_an_enterprise_while_its_records_arrive_keeps_no_orphan(pg_app)
         assert db.session.get(Enterprise, enterprise_id) is not None
         assert _tax_count() == 1
         db.session.remove()
+
+
+def test_the_refusal_names_the_missing_key_and_constraint_as_a_foreign_key_would(pg):
+    """Among many rows naming several enterprises, the one enterprise (or batch) that does
+    not exist is named in the error's detail, with the foreign key's constraint name."""
+    factory = pg
+    enterprises = [_enterprise(factory) for _ in range(3)]
+    batch_id = _batch().id
+    db.session.commit()
+    rows = [
+        _record(e.id, batch_id, e.uscc, f"2026-{month:02d}")
+        for e in enterprises
+        for month in range(1, 10)
+    ]
+    missing = max(e.id for e in enterprises) + 1000
+    for bad, column, parent, key in (
+        ({**rows[4], "enterprise_id": missing}, "enterprise_id", "enterprise", missing),
+        ({**rows[4], "batch_id": batch_id + 1000}, "batch_id", "ingestion_batch", batch_id + 1000),
+    ):
+        with pytest.raises(sa.exc.IntegrityError) as caught:
+            _insert(*rows[:4], bad, *rows[5:])
+        error = caught.value.orig
+        assert error.sqlstate == "23503"
+        assert error.diag.constraint_name == f"fk_tax_{column}_{parent}"
+        assert error.diag.message_detail == (
+            f'Key ({column})=({key}) is not present in table "{parent}".'
+        )
+        db.session.rollback()
+    _insert(*rows)
+    # A statement that changes no row checks nothing and passes.
+    db.session.execute(sa.update(TaxRecord).where(TaxRecord.id < 0).values(version=2))
+    db.session.commit()
+    assert _tax_count() == len(rows)
+
+
+def test_records_of_an_enterprise_deleted_while_their_check_waits_are_refused(pg_app):
+    """B deletes an enterprise no record names yet and holds on; A stores records naming
+    it: A's check waits for B's lock, and once B commits, A finds the enterprise gone."""
+    factory = Factory(pg_app)
+    with pg_app.app_context():
+        enterprise = _enterprise(factory)
+        batch = _batch()
+        db.session.commit()
+        enterprise_id, uscc, batch_id = enterprise.id, enterprise.uscc, batch.id
+        db.session.remove()
+    deleting = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def inserter() -> None:
+        deleting.wait(10)
+        with pg_app.app_context():
+            started = time.monotonic()
+            try:
+                _insert(_record(enterprise_id, batch_id, uscc))
+                db.session.commit()
+                outcome["insert"] = "stored"
+            except sa.exc.IntegrityError as exc:
+                db.session.rollback()
+                outcome["insert"] = exc.orig.diag.constraint_name
+            outcome["waited"] = time.monotonic() - started
+            db.session.remove()
+
+    thread = threading.Thread(target=inserter)
+    thread.start()
+    with pg_app.app_context():
+        db.session.execute(sa.delete(Enterprise).where(Enterprise.id == enterprise_id))
+        db.session.flush()
+        deleting.set()
+        time.sleep(0.5)  # the inserter's check now waits on the enterprise's row
+        db.session.commit()
+        db.session.remove()
+    thread.join(20)
+    assert outcome["insert"] == "fk_tax_enterprise_id_enterprise"
+    assert outcome["waited"] >= 0.3
+    with pg_app.app_context():
+        assert _tax_count() == 0
+        db.session.remove()
