@@ -1290,14 +1290,14 @@ _BOOL = np.dtype([("length", ">i4"), ("value", "u1")])
 _INT4 = np.dtype([("length", ">i4"), ("value", ">i4")])
 _INT8 = np.dtype([("length", ">i4"), ("value", ">i8")])
 # NUMERIC: the count of base-10000 digits, the weight of the first one, the sign, the
-# display scale, then the digits. Amounts (at most 16 digits before the point, two after)
-# always go as five digits, four before the point and one after: the server drops the
-# leading and trailing zero digits (as it does parsing text), so what it stores is the
-# same as for the amount's text, and every field has the same width.
+# display scale, then the digits — without leading or trailing zero digits, as PostgreSQL
+# keeps them (its own ``numeric_send`` gives the same bytes). An amount (at most 16 digits
+# before the point, two after) has at most five: four before the point, one after.
 _NUMERIC = np.dtype(
     [("length", ">i4"), ("ndigits", ">i2"), ("weight", ">i2"), ("sign", ">u2"),
      ("dscale", ">i2"), ("digits", ">i2", (5,))]
 )  # fmt: skip
+_NUMERIC_HEAD = 12  # bytes before the digits: the field's length and the four words
 
 
 def _pg_type(column: sa.Column[Any]) -> str:
@@ -1398,19 +1398,37 @@ def _binary_money(texts: pa.Array) -> pa.Array:
     if len(cents) and cents.min() < 0:
         raise ValueError("amounts are never negative")
     whole, fraction = np.divmod(cents, 100)
-    fields = np.empty(len(cents), _NUMERIC)
-    fields["length"] = _NUMERIC.itemsize - 4
-    fields["ndigits"] = 5
-    fields["weight"] = 3
+    count = len(cents)
+    fields = np.empty(count, _NUMERIC)
     fields["sign"] = 0  # positive (NUMERIC_POS)
     fields["dscale"] = _MONEY_SCALE
-    digits = fields["digits"]
+    digits = np.empty((count, 5), dtype=np.int16)  # of weight 3 down to -1
     digits[:, 0] = whole // 10**12
     digits[:, 1] = whole // 10**8 % 10**4
     digits[:, 2] = whole // 10**4 % 10**4
     digits[:, 3] = whole % 10**4
     digits[:, 4] = fraction * 100
-    return _fixed_width(fields)
+    fields["digits"] = digits
+    # The digits kept: from the first non-zero one (lead) to the last (trail - 1).
+    nonzero = digits != 0
+    lead = nonzero.argmax(axis=1)
+    trail = 5 - nonzero[:, ::-1].argmax(axis=1)
+    ndigits = np.where(nonzero[np.arange(count), lead], trail - lead, 0)  # 0: a zero
+    fields["length"] = _NUMERIC_HEAD - 4 + 2 * ndigits
+    fields["ndigits"] = ndigits
+    fields["weight"] = np.where(ndigits > 0, 3 - lead, 0)
+    # Each field: the 12 bytes before the digits, then the kept digits' bytes.
+    matrix = fields.view(np.uint8).reshape(count, _NUMERIC.itemsize)
+    position = np.arange(_NUMERIC.itemsize)
+    first = (_NUMERIC_HEAD + 2 * lead)[:, None]
+    keep = (position < _NUMERIC_HEAD) | (
+        (position >= first) & (position < first + 2 * ndigits[:, None])
+    )
+    offsets = np.zeros(count + 1, dtype=np.int32)
+    np.cumsum(_NUMERIC_HEAD + 2 * ndigits, out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(matrix[keep])]
+    )
 
 
 def _binary_constant(kind: str, value: Any) -> pa.Scalar:

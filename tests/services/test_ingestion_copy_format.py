@@ -5,6 +5,7 @@ each NUMERIC, NULLs, dates and the instant of ``received_at``."""
 from __future__ import annotations
 
 import datetime as dt
+import random
 from decimal import Decimal
 from typing import Any
 
@@ -136,25 +137,46 @@ def test_binary_copy_stores_what_the_text_copy_stored(pg_app, monkeypatch, sourc
         assert by_id["a"]["publication_ends_on"] == dt.date(2099, 12, 31)
 
 
-@pytest.mark.parametrize(
-    "texts",
-    [["0.00", "0.50", "12.30", "9999999999999999.99", "10000.00", "123456789012.25", None]],
-)
-def test_amounts_in_binary_are_base_10000_digits(texts):
-    """Each NUMERIC field: length 18, five digits of base 10000 with weight 3, scale 2."""
-    fields = ingestion._binary_field("money", pa.array(texts, pa.string())).to_pylist()
-    for text, data in zip(texts, fields, strict=True):
-        if text is None:
-            assert data == b"\xff\xff\xff\xff"
-            continue
-        length, ndigits, weight, sign, dscale, *digits = (
-            int.from_bytes(data[i : i + 4 if i == 0 else i + 2], "big", signed=True)
-            for i in (0, 4, 6, 8, 10, 12, 14, 16, 18, 20)
-        )
-        assert (length, ndigits, weight, sign, dscale) == (18, 5, 3, 0, 2)
-        assert all(0 <= d < 10_000 for d in digits)
-        value = sum(Decimal(d) * Decimal(10_000) ** (weight - i) for i, d in enumerate(digits))
-        assert value == Decimal(text)
+@pytest.mark.postgres
+def test_amounts_in_binary_are_the_bytes_postgresql_sends_for_them(pg_app):
+    """Each NUMERIC field is its length, then exactly what ``numeric_send`` gives for the
+    amount as PostgreSQL stores it (no leading or trailing zero digits, scale 2)."""
+    rng = random.Random(8)
+    texts = [
+        "0",
+        "0.00",
+        "0.01",
+        "0.1",
+        "0.50",
+        "12.30",
+        "1.01",
+        "10000",
+        "100000000",
+        "1000000000000.00",
+        "9999999999999999.99",
+        "123456789012.25",
+        "99990000.01",
+    ]
+    texts += [
+        f"{rng.randrange(10 ** rng.randrange(1, 17))}.{rng.randrange(100):02d}"
+        for _ in range(2_000)
+    ]
+    texts += [f"{rng.choice([0, 1, 10**4, 10**8, 10**12, 10**15])}."
+              f"{rng.choice([0, 1, 10, 50, 99]):02d}" for _ in range(500)]  # fmt: skip
+    canonical = [ingestion._money(t) for t in texts]
+    fields = ingestion._binary_field("money", pa.array([*canonical, None], pa.string()))
+    *values, null = fields.to_pylist()
+    assert null == b"\xff\xff\xff\xff"
+    with pg_app.app_context():
+        sent = db.session.scalars(
+            sa.text(
+                "SELECT numeric_send(v::numeric(18, 2)) "
+                "FROM unnest(CAST(:texts AS text[])) WITH ORDINALITY AS t(v, i) ORDER BY i"
+            ),
+            {"texts": texts},
+        ).all()
+        db.session.remove()
+    assert values == [len(s).to_bytes(4, "big") + bytes(s) for s in sent]
 
 
 def test_amounts_with_more_decimals_are_refused_not_rounded():
