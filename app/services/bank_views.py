@@ -15,7 +15,6 @@ from decimal import Decimal
 from functools import cache
 from typing import Any, TypeVar
 
-import numpy as np
 import sqlalchemy as sa
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
@@ -98,28 +97,45 @@ def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
     rows = db.session.execute(_prospects_select(), {"bank_id": bank.id, "now": now}).all()
     result = [Prospect(row) for row in rows]
     if rules is not None:
+        # Prospects qualifying for the same products share one list of them (there are at
+        # most as many such lists as subsets of the bank's products, usually a handful).
+        lists: dict[tuple[bool, ...], list[LoanProduct]] = {}
         for start in range(0, len(rows), PROSPECT_CHUNK):
             ok = eligibility(prospect_facts(rows[start : start + PROSPECT_CHUNK], now), rules)
-            for i, prospect in enumerate(result[start : start + PROSPECT_CHUNK]):
-                prospect.matching_products = [own_products[j] for j in np.flatnonzero(ok[i])]
+            for prospect, flags in zip(
+                result[start : start + PROSPECT_CHUNK], map(tuple, ok.tolist()), strict=True
+            ):
+                found = lists.get(flags)
+                if found is None:
+                    found = lists[flags] = [
+                        p for p, f in zip(own_products, flags, strict=True) if f
+                    ]
+                prospect.matching_products = found
     result.sort(key=lambda p: (-len(p.matching_products), p.enterprise.name))
     return result
 
 
 def prospect_facts(rows: Sequence[Any], now: dt.datetime) -> EnterpriseFacts:
     """The matching facts of prospect rows as the prospect list reads them (with their
-    ``collection_scopes`` and latest profile facts): what ``matching.facts_of`` reads with
-    queries of its own."""
-    return matching.facts_from(
-        rows,
-        {row.id: matching.scopes_mask(row.collection_scopes) for row in rows},
-        {
-            row.id: {name: getattr(row, name) for name in matching.PROFILE_FACTS}
-            for row in rows
-            if row.profile_id is not None
-        },
+    ``collection_scopes`` and latest profile facts, NULL without a profile): what
+    ``matching.facts_of`` reads with queries of its own, converted column by column."""
+    if not rows:
+        return matching.facts_from_columns([], [], [], [], [], [], _NO_PROFILE_FACTS, now)
+    columns = dict(zip(rows[0]._fields, zip(*rows, strict=True), strict=True))
+    masks = {scopes: matching.scopes_mask(scopes) for scopes in set(columns["collection_scopes"])}
+    return matching.facts_from_columns(
+        columns["id"],
+        columns["founded_on"],
+        columns["industry_code"],
+        columns["region_code"],
+        columns["size_class"],
+        [masks[scopes] for scopes in columns["collection_scopes"]],
+        {name: columns[name] for name in matching.PROFILE_FACTS},
         now,
     )
+
+
+_NO_PROFILE_FACTS: dict[str, Sequence[Any]] = {name: [] for name in matching.PROFILE_FACTS}
 
 
 @cache

@@ -182,35 +182,56 @@ def facts_from(
     """:func:`facts_of` from what the caller has read already: each enterprise's collection
     scopes bitmask and its latest profile's :data:`PROFILE_FACTS` (absent → not known)."""
     ids = [e.id for e in enterprises]
-    today = workdays.local_date(now)
+    none: Mapping[str, Any] = {}
+    facts = [profiles.get(i, none) for i in ids]
+    return facts_from_columns(
+        ids,
+        [e.founded_on for e in enterprises],
+        [e.industry_code for e in enterprises],
+        [e.region_code for e in enterprises],
+        [e.size_class for e in enterprises],
+        [scopes.get(i, 0) for i in ids],
+        {name: [f.get(name) for f in facts] for name in PROFILE_FACTS},
+        now,
+    )
 
-    def col(name: str) -> np.ndarray:
-        return np.asarray([_nan(profiles.get(i, {}).get(name)) for i in ids], dtype=float)
 
+_PUBLIC_INDEX = {c: i for i, c in enumerate(PUBLIC_CLASSES)}
+_SIZE_INDEX = {c: i for i, c in enumerate(SIZE_CLASSES)}
+
+
+def facts_from_columns(
+    ids: Sequence[int],
+    founded_on: Sequence[dt.date],
+    industry: Sequence[str],
+    region: Sequence[str],
+    size_class: Sequence[Any],
+    scopes_mask: Sequence[int],
+    profile: Mapping[str, Sequence[Any]],
+    now: dt.datetime,
+) -> EnterpriseFacts:
+    """The matching facts of enterprises given column by column (one entry per enterprise,
+    in the same order): size classes as enums, collection scopes as bitmasks, and
+    ``profile`` the latest profile's :data:`PROFILE_FACTS` by name, None where not known.
+
+    Column-wise so that a list of a hundred thousand prospects is not converted fact by
+    fact in Python: numpy converts a column (None → NaN, Decimal → float) at once."""
+    today = np.datetime64(workdays.local_date(now), "D")
     return EnterpriseFacts(
         ids=np.asarray(ids, dtype=np.int64),
-        grade_rank=col("grade_rank"),
+        grade_rank=np.asarray(profile["grade_rank"], dtype=float),
         public_class=np.asarray(
-            [
-                PUBLIC_CLASSES.index(c)
-                if (c := profiles.get(i, {}).get("public_credit_class")) in PUBLIC_CLASSES
-                else -1
-                for i in ids
-            ],
-            dtype=np.int64,
+            [_PUBLIC_INDEX.get(c, -1) for c in profile["public_credit_class"]], dtype=np.int64
         ),
-        years_operating=np.asarray(
-            [(today - e.founded_on).days / 365.25 for e in enterprises], dtype=float
-        ),
-        annual_sales=col("annual_sales"),
-        tax_months=col("tax_months"),
-        social_months=col("social_months"),
-        industry=[e.industry_code for e in enterprises],
-        region=[e.region_code for e in enterprises],
-        size_class=np.asarray(
-            [SIZE_CLASSES.index(e.size_class.value) for e in enterprises], dtype=np.int64
-        ),
-        scopes_mask=np.asarray([scopes.get(i, 0) for i in ids], dtype=np.int64),
+        years_operating=(today - np.asarray(founded_on, dtype="datetime64[D]")).astype(float)
+        / 365.25,
+        annual_sales=np.asarray(profile["annual_sales"], dtype=float),
+        tax_months=np.asarray(profile["tax_months"], dtype=float),
+        social_months=np.asarray(profile["social_months"], dtype=float),
+        industry=list(industry),
+        region=list(region),
+        size_class=np.asarray([_SIZE_INDEX[s.value] for s in size_class], dtype=np.int64),
+        scopes_mask=np.asarray(scopes_mask, dtype=np.int64),
     )
 
 

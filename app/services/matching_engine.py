@@ -164,16 +164,34 @@ def prepare(facts: EnterpriseFacts, rules: ProductRules) -> Prepared:
             rules.regions_excluded,
         )
     ]
-    industry_keys = [_code_keys(code) for code in facts.industry]
-    region_keys = [_region_keys(code) for code in facts.region]
+    # Looked up once per distinct code (a few hundred industries and regions), then spread
+    # to the enterprises by numpy.
+    industries, industry_of = _distinct(facts.industry)
+    regions, region_of = _distinct(facts.region)
+    industry_keys = [_code_keys(code) for code in industries]
+    region_keys = [_region_keys(code) for code in regions]
     return Prepared(
         industry_allowed=tables[0],
         industry_excluded=tables[1],
         region_allowed=tables[2],
         region_excluded=tables[3],
-        industry_idx=(tables[0].key_index(industry_keys, 2), tables[1].key_index(industry_keys, 2)),
-        region_idx=(tables[2].key_index(region_keys, 3), tables[3].key_index(region_keys, 3)),
+        industry_idx=(
+            tables[0].key_index(industry_keys, 2)[industry_of],
+            tables[1].key_index(industry_keys, 2)[industry_of],
+        ),
+        region_idx=(
+            tables[2].key_index(region_keys, 3)[region_of],
+            tables[3].key_index(region_keys, 3)[region_of],
+        ),
     )
+
+
+def _distinct(values: Sequence[str]) -> tuple[list[str], Int]:
+    """The distinct values in order of first appearance, and each value's position among
+    them."""
+    index: dict[str, int] = {}
+    positions = [index.setdefault(value, len(index)) for value in values]
+    return list(index), np.asarray(positions, dtype=np.int64)
 
 
 def _at_least(values: Float, thresholds: Float) -> Bool:

@@ -367,7 +367,15 @@ def test_prospect_matching_reads_the_same_facts_as_batch_matching(
             e = index[int(enterprise_id)]
             for name in ("scopes_mask", "size_class", "public_class"):
                 assert getattr(got, name)[k] == getattr(expected, name)[e], name
-            for name in ("grade_rank", "annual_sales", "tax_months", "social_months"):
+            assert got.industry[k] == expected.industry[e]
+            assert got.region[k] == expected.region[e]
+            for name in (
+                "grade_rank",
+                "annual_sales",
+                "tax_months",
+                "social_months",
+                "years_operating",
+            ):
                 a, b = getattr(got, name)[k], getattr(expected, name)[e]
                 assert (a == b) or (a != a and b != b), name  # equal, or both unknown (NaN)
         by_id = {row.id: row for row in rows}
