@@ -48,6 +48,9 @@ RECORD_COLUMNS: dict[str, list[tuple[str, Any]]] = {
     "provident_fund": [_M, ("contributing_employees", _l("Contributing staff")),
                        ("amount", _l("Amount")), ("arrears", _l("Arrears")), _V],
 }  # fmt: skip
+_RECORD_NAMES = {
+    scope: [name for name, _label in columns] for scope, columns in RECORD_COLUMNS.items()
+}
 # The scopes whose detail records a bank may be shown, in the page's order; each scope's
 # records are the record table of the same name.
 RECORD_SCOPES = tuple(RECORD_COLUMNS)
@@ -181,7 +184,7 @@ class ProfileView:
         hundred rows and more), and Jinja, cell by cell, spent about 36 µs a row. Text is
         escaped; numbers (int, Decimal) are shown as they print, which has nothing to
         escape."""
-        names = [name for name, _label in RECORD_COLUMNS[scope]]
+        names = _RECORD_NAMES[scope]
         mark = (
             Markup(  # nosec B704  (a constant; the words are escaped by %)
                 '<span class="status status-pending" data-testid="under-objection">%s</span>'
@@ -302,7 +305,7 @@ def _enterprise_select() -> sa.Select[Enterprise, CreditProfile, bool, bool]:
 def _latest_versions(table: str, enterprise_id: int, months: int = 24) -> list[Any]:
     """The latest version of each of one enterprise's records in ``table``, of its newest
     ``months`` periods, newest period first."""
-    rows = objections.latest_record_rows(enterprise_id, table)
+    rows = objections.latest_record_rows(enterprise_id, table, _RECORD_NAMES[table])
     period = schema.PERIOD_COLUMN[table]
     keep = set(sorted({getattr(r, period) for r in rows}, reverse=True)[:months])
     return [r for r in rows if getattr(r, period) in keep]

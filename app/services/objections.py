@@ -144,20 +144,29 @@ def latest_records(enterprise_id: int, table: str, limit: int | None = 120) -> l
     return list(db.session.scalars(_latest_select(table, limit), {"enterprise_id": enterprise_id}))
 
 
-def latest_record_rows(enterprise_id: int, table: str) -> list[Any]:
-    """:func:`latest_records` (all of them) as read-only rows of the table's columns, not
-    records the session tracks: what a bank's profile page shows, a hundred rows and more
-    on every view (loading them as records cost more than the query)."""
+def latest_record_rows(
+    enterprise_id: int, table: str, columns: Sequence[str] | None = None
+) -> list[Any]:
+    """:func:`latest_records` (all of them) as read-only rows, not records the session
+    tracks: what a bank's profile page shows, a hundred rows and more on every view (loading
+    them as records cost more than the query). The rows have ``columns`` (None: all the
+    table's), and always the record's key and period columns (what marks an objection and
+    picks the months)."""
+    wanted = None if columns is None else tuple(columns)
     return list(
-        db.session.execute(_latest_select(table, None, True), {"enterprise_id": enterprise_id})
+        db.session.execute(
+            _latest_select(table, None, True, wanted), {"enterprise_id": enterprise_id}
+        )
     )
 
 
 @cache
-def _latest_select(table: str, limit: int | None, rows: bool = False) -> sa.Select[Any]:
-    """The SELECT behind :func:`latest_records` (``rows``: :func:`latest_record_rows`), built
-    once per table and limit (a bank's profile page runs it on every request); binds
-    ``enterprise_id``."""
+def _latest_select(
+    table: str, limit: int | None, rows: bool = False, columns: tuple[str, ...] | None = None
+) -> sa.Select[Any]:
+    """The SELECT behind :func:`latest_records` (``rows``: :func:`latest_record_rows`, of
+    ``columns`` and the key and period columns, None: all), built once per table, limit and
+    columns (a bank's profile page runs it on every request); binds ``enterprise_id``."""
     model = RECORD_MODELS[table]
     enterprise_id: sa.BindParameter[int] = sa.bindparam("enterprise_id")
     keys = [getattr(model, k) for k in key_columns(table)]
@@ -172,8 +181,15 @@ def _latest_select(table: str, limit: int | None, rows: bool = False) -> sa.Sele
         *(getattr(model, k) == newest.c[k] for k in key_columns(table)),
     ]
     period = getattr(model, schema.PERIOD_COLUMN[table])
+    if not rows:
+        shown: Sequence[Any] = (model,)
+    elif columns is None:
+        shown = list(model.__table__.columns)
+    else:
+        names = dict.fromkeys((*key_columns(table), schema.PERIOD_COLUMN[table], *columns))
+        shown = [model.__table__.c[name] for name in names]
     return (
-        sa.select(*model.__table__.columns if rows else (model,))
+        sa.select(*shown)
         .join(newest, sa.and_(*on))
         .where(model.enterprise_id == enterprise_id)
         .order_by(period.desc(), *keys)
