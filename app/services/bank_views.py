@@ -9,7 +9,7 @@ page is sent."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -75,11 +75,34 @@ T = TypeVar("T")
 class Prospect:
     enterprise: Any  # a row: _PROSPECT_COLUMNS, then its collection scopes and profile facts
     matching_products: list[LoanProduct] = field(default_factory=list)
+    # The matching products' names as the list shows them: "税易贷、社保贷".
+    product_names: str = ""
 
-    @property
-    def product_names(self) -> str:
-        """The matching products' names as the list shows them: "税易贷、社保贷"."""
-        return "、".join(product.name for product in self.matching_products)
+
+def prospect_rows(
+    prospects: Sequence[Prospect],
+    profile_url: Callable[[int], str],
+    size_labels: Mapping[str, str],
+    none_yet: str,
+) -> Markup:
+    """The prospect list's table rows: each enterprise's name (a link to ``profile_url(id)``),
+    credit code, size (``size_labels``) and the products it qualifies for, or ``none_yet``
+    (the template's translated words).
+
+    Built in one pass, every value escaped: through Jinja, attribute by attribute, the
+    fifty rows of a page cost about as much as the matching behind them."""
+    none = Markup("<small>%s</small>") % none_yet  # nosec B704  (a constant)
+    sizes = {size: escape(label) for size, label in size_labels.items()}
+    html = []
+    for prospect in prospects:
+        e = prospect.enterprise
+        products = escape(prospect.product_names) if prospect.matching_products else none
+        html.append(
+            f'<tr data-enterprise="{int(e.id)}"><td><a href="{escape(profile_url(e.id))}">'
+            f"{escape(e.name)}</a></td><td><code>{escape(e.uscc)}</code></td>"
+            f"<td>{sizes[e.size_class.value]}</td><td>{products}</td></tr>"
+        )
+    return Markup("\n".join(html))  # noqa: S704  # nosec B704  (built of escaped values)
 
 
 def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
@@ -102,7 +125,7 @@ def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
     if rules is not None:
         # Prospects qualifying for the same products share one list of them (there are at
         # most as many such lists as subsets of the bank's products, usually a handful).
-        lists: dict[tuple[bool, ...], list[LoanProduct]] = {}
+        lists: dict[tuple[bool, ...], tuple[list[LoanProduct], str]] = {}
         for start in range(0, len(rows), PROSPECT_CHUNK):
             ok = eligibility(prospect_facts(rows[start : start + PROSPECT_CHUNK], now), rules)
             for prospect, flags in zip(
@@ -110,10 +133,9 @@ def prospects(actor: User, now: dt.datetime | None = None) -> list[Prospect]:
             ):
                 found = lists.get(flags)
                 if found is None:
-                    found = lists[flags] = [
-                        p for p, f in zip(own_products, flags, strict=True) if f
-                    ]
-                prospect.matching_products = found
+                    matched = [p for p, f in zip(own_products, flags, strict=True) if f]
+                    found = lists[flags] = (matched, "、".join(p.name for p in matched))
+                prospect.matching_products, prospect.product_names = found
     result.sort(key=lambda p: (-len(p.matching_products), p.enterprise.name))
     return result
 

@@ -294,6 +294,30 @@ def test_record_rows_escape_text_and_mark_only_disputed_records():
     )
 
 
+def test_prospect_rows_escape_names_and_link_each_profile():
+    """The prospect list's rows are built in one pass: names escaped, each linked to its
+    profile, sizes in words, the products or "none yet"."""
+    from types import SimpleNamespace
+
+    def row(eid: int, name: str, size: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            id=eid, name=name, uscc="91350100M000100Y43", size_class=SimpleNamespace(value=size)
+        )
+
+    matched = bank_views.Prospect(row(7, "甲&乙 <公司>", "small"), [object()], "税易贷、社保贷")
+    unmatched = bank_views.Prospect(row(8, "丙", "micro"))
+    html = bank_views.prospect_rows(
+        [matched, unmatched], lambda i: f"/bank/enterprises/{i}",
+        {"small": "小型", "micro": "微型"}, "暂无",
+    )  # fmt: skip
+    assert str(html) == (
+        '<tr data-enterprise="7"><td><a href="/bank/enterprises/7">甲&amp;乙 &lt;公司&gt;</a>'
+        "</td><td><code>91350100M000100Y43</code></td><td>小型</td><td>税易贷、社保贷</td></tr>\n"
+        '<tr data-enterprise="8"><td><a href="/bank/enterprises/8">丙</a></td>'
+        "<td><code>91350100M000100Y43</code></td><td>微型</td><td><small>暂无</small></td></tr>"
+    )
+
+
 def test_a_view_that_could_not_be_logged_is_never_shown(client, app, matrix, monkeypatch):
     """The page is rendered before the view's use count and audit events are written; when
     writing them fails the page is not sent and nothing of the view is kept."""
