@@ -12,8 +12,8 @@ tax types over the last 24 months. Then, in the same run:
   row a duplicate: the version lookup path, nothing written);
 * baseline for both: psycopg ``COPY`` of the same rows, already typed, into a scratch table
   identical to ``tax`` (same columns, constraints, indexes and reference-check triggers),
-  in COPY's binary format — the format ``ingest_rows`` sends records in (since 7 Dec,
-  evening; before, both were text). The text-format COPY of the same rows is measured in
+  in COPY's binary format — the format ``ingest_rows`` sends records in (since the night of
+  7 Dec; before, both were text). The text-format COPY of the same rows is measured in
   the same repetitions: ``copy_text_rows_per_s`` and ``ratio_to_text_copy`` (the line's
   extra fields; ``runs`` lists ingest, binary COPY, text COPY per repetition);
   ``copy_unchecked_rows_per_s`` is the binary COPY into a table without the reference

@@ -15,10 +15,10 @@ API and the collection job. For every row it
 
 Rows are processed in chunks; each chunk costs a constant number of queries whatever its
 size (enterprises, grants, latest versions, inserts). On PostgreSQL records go in with
-``COPY`` (one for the whole batch when its lookups can use a second connection, fed chunk
-after chunk while Python validates the next, a chunk's lookups running in a thread of
-their own while it is validated); on SQLite with ``executemany``. No ORM object is made
-per row.
+``COPY`` in its binary format (one for the whole batch when its lookups can use a second
+connection, fed chunk after chunk while Python validates the next, a chunk's lookups
+running in a thread of their own while it is validated); on SQLite with ``executemany``.
+No ORM object is made per row.
 
 The service flushes; the caller commits once (or rolls back: then nothing at all is kept).
 """
