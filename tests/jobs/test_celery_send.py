@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -87,7 +89,13 @@ def test_a_forked_process_opens_its_own_connection(app: Flask, broker: redis.Red
         finally:
             os._exit(0)
     os.close(write)
-    os.waitpid(pid, 0)
+    deadline = time.monotonic() + 20
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):  # never hang the suite on the child
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked process did not finish its send")
+        time.sleep(0.02)
     assert os.read(read, 10) == b"1"
     os.close(read)
     celery_app.send_job(app, 3)
