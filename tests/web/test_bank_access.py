@@ -91,6 +91,13 @@ def test_prospect_list_shows_exactly_the_authorized(client, matrix):
     html = client.get("/bank/prospects").get_data(as_text=True)
     shown = {eid for label, eid in ids.items() if f'data-enterprise="{eid}"' in html}
     assert shown == {ids["mine"], ids["all_banks"]}
+    # each row's link opens that enterprise's profile
+    for eid in shown:
+        row = re.search(rf'<tr data-enterprise="{eid}"><td><a href="([^"]+)">([^<]+)</a>', html)
+        assert row and row.group(1) == f"/bank/enterprises/{eid}"
+        profile = client.get(row.group(1))
+        assert profile.status_code == 200
+        assert f'data-testid="enterprise-name">{row.group(2)}<' in profile.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(
