@@ -43,6 +43,18 @@ def _batch(key: str = "k") -> IngestionBatch:
     return batch
 
 
+def _committed_enterprise_and_batch(pg_app) -> tuple[int, str, int]:
+    """An enterprise and a batch, committed (for tests whose threads open sessions of their
+    own): the enterprise's id and USCC, the batch's id."""
+    with pg_app.app_context():
+        enterprise = _enterprise(Factory(pg_app))
+        batch = _batch()
+        db.session.commit()
+        found = enterprise.id, enterprise.uscc, batch.id
+        db.session.remove()
+    return found
+
+
 def _enterprise(factory: Factory) -> Enterprise:
     account = factory.enterprise()
     enterprise = db.session.scalar(
@@ -154,13 +166,7 @@ def test_deleting_an_enterprise_while_its_records_arrive_keeps_no_orphan(pg_app)
     """Transaction A stores records of an enterprise and holds on; B deletes the enterprise:
     B waits for A (the enterprise is locked as a foreign key would lock it) and then fails,
     because A's records now name it."""
-    factory = Factory(pg_app)
-    with pg_app.app_context():
-        enterprise = _enterprise(factory)
-        batch = _batch()
-        db.session.commit()
-        enterprise_id, uscc, batch_id = enterprise.id, enterprise.uscc, batch.id
-        db.session.remove()
+    enterprise_id, uscc, batch_id = _committed_enterprise_and_batch(pg_app)
     stored = threading.Event()
     outcome: dict[str, object] = {}
 
@@ -231,13 +237,7 @@ def test_the_refusal_names_the_missing_key_and_constraint_as_a_foreign_key_would
 def test_records_of_an_enterprise_deleted_while_their_check_waits_are_refused(pg_app):
     """B deletes an enterprise no record names yet and holds on; A stores records naming
     it: A's check waits for B's lock, and once B commits, A finds the enterprise gone."""
-    factory = Factory(pg_app)
-    with pg_app.app_context():
-        enterprise = _enterprise(factory)
-        batch = _batch()
-        db.session.commit()
-        enterprise_id, uscc, batch_id = enterprise.id, enterprise.uscc, batch.id
-        db.session.remove()
+    enterprise_id, uscc, batch_id = _committed_enterprise_and_batch(pg_app)
     deleting = threading.Event()
     outcome: dict[str, object] = {}
 
