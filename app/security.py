@@ -168,9 +168,12 @@ keys_group = AppGroup("keys", help="Field-encryption keys (FIELD_KEYS).")
 @click.option("--kid", default=None, help="Key id (letters, digits, - and _); random if omitted.")
 def keys_new(kid: str | None) -> None:
     """Print a new key entry to put first in FIELD_KEYS (then run `keys rotate`)."""
-    from app.services.crypto import new_key_spec
+    from app.services.crypto import FieldKeyError, new_key_spec
 
-    click.echo(new_key_spec(kid))
+    try:
+        click.echo(new_key_spec(kid))
+    except FieldKeyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--kid") from None
 
 
 @keys_group.command("rotate")

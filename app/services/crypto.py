@@ -48,9 +48,12 @@ __all__ = [
 
 
 def new_key_spec(kid: str | None = None) -> str:
-    """One new ``kid:base64key`` entry."""
+    """One new ``kid:base64key`` entry; :class:`FieldKeyError` for a ``kid`` that
+    ``FIELD_KEYS`` would refuse (what every command printing a key relies on)."""
     kid = kid or "k" + secrets.token_hex(3)
-    return f"{kid}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    spec = f"{kid}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    parse_keys(spec)
+    return spec
 
 
 def dev_keys(instance_path: Path) -> str:
@@ -158,9 +161,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m app.services.crypto", description=main.__doc__)
     parser.add_argument("--kid", help="key id (letters, digits, - and _); random if omitted")
-    spec = new_key_spec(parser.parse_args(argv).kid)
     try:
-        parse_keys(spec)
+        spec = new_key_spec(parser.parse_args(argv).kid)
     except FieldKeyError as exc:
         parser.error(str(exc))
     print(spec)  # the command's output

@@ -162,6 +162,15 @@ def test_the_first_key_is_generated_without_starting_the_app(tmp_path):
     assert refused.stdout == ""
 
 
+def test_flask_keys_new_prints_a_usable_key_and_refuses_a_bad_id(app):
+    runner = app.test_cli_runner()
+    made = runner.invoke(args=["keys", "new", "--kid", "k2028"])
+    assert made.exit_code == 0 and parse_keys(made.output.strip()).current == "k2028"
+    refused = runner.invoke(args=["keys", "new", "--kid", "k 1"])
+    assert refused.exit_code == 2 and "'k 1' is not a key id" in refused.output
+    assert "--kid" in refused.output
+
+
 def test_masking():
     assert mask("110105194912310021") == "110***********0021"
     assert mask("13812345678") == "138****5678"
