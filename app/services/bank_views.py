@@ -194,12 +194,10 @@ class ProfileView:
     marks: objections.Marks = field(default_factory=objections.Marks)  # what is disputed
     public_records: list[Any] = field(default_factory=list)  # published public-credit records
 
-    def table_rows(
-        self, scope: str, marks: objections.Marks, words: dict[bool, str], under_objection: str
-    ) -> Markup:
+    def table_rows(self, scope: str, words: dict[bool, str], under_objection: str) -> Markup:
         """The body rows of ``scope``'s records table: each record's cells in the order of
         :data:`RECORD_COLUMNS` (a yes/no column in ``words``: 是 / 否, not True / False), then
-        a cell with ``under_objection`` where the record is disputed; ``words`` and
+        a cell with ``under_objection`` where the record is disputed (:attr:`marks`); ``words`` and
         ``under_objection`` come translated from the template.
 
         Built in one pass: a profile shows up to 24 months of several series per scope (a
@@ -224,7 +222,7 @@ class ProfileView:
                 ]
             )
             html.append(
-                f"<tr><td>{cells}</td><td>{mark if marks.has(row, scope) else ''}</td></tr>"
+                f"<tr><td>{cells}</td><td>{mark if self.marks.has(row, scope) else ''}</td></tr>"
             )
         return Markup("".join(html))  # noqa: S704  # nosec B704  (built of escaped values)
 

@@ -289,8 +289,8 @@ def test_record_rows_escape_text_and_mark_only_disputed_records():
 
     rows = [tax("2026-05", True), tax("2026-04", False)]
     disputed = objections.Marks(records={("tax", objections.record_key("tax", rows[1])): 7})
-    view = bank_views.ProfileView(None, None, {"tax": rows}, [])
-    html = view.table_rows("tax", disputed, {True: "是", False: "否"}, Markup("<i>异议中</i>"))
+    view = bank_views.ProfileView(None, None, {"tax": rows}, [], disputed)
+    html = view.table_rows("tax", {True: "是", False: "否"}, Markup("<i>异议中</i>"))
     assert str(html) == (
         "<tr><td>2026-05</td><td>&lt;b&gt;VAT&lt;/b&gt;</td><td>13000.50</td>"
         "<td>100000.00</td><td>是</td><td>0</td><td>2</td><td></td></tr>"
