@@ -24,6 +24,7 @@ from models.enterprise import Enterprise, SizeClass
 from models.ingestion import IngestionBatch, RejectedRow
 from models.job import ChunkStatus, Job, JobChunk, JobStatus
 from models.loan import Loan, LoanEvent, LoanEventKind, LoanStatus
+from models.match import MATCH_INPUTS, MatchEpoch
 from models.model_version import ModelKind, ModelStatus, ModelVersion
 from models.need import FinancingNeed, NeedStatus
 from models.notification import Notification
@@ -61,6 +62,7 @@ from models.target import KpiTarget
 from models.user import RecoveryCode, Role, User, UserSession
 
 __all__ = [
+    "MATCH_INPUTS",
     "OPEN_STATUSES",
     "RECORD_MODELS",
     "ApplicationEvent",
@@ -90,6 +92,7 @@ __all__ = [
     "LoanEventKind",
     "LoanProduct",
     "LoanStatus",
+    "MatchEpoch",
     "ModelKind",
     "ModelStatus",
     "ModelVersion",

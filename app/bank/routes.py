@@ -126,27 +126,23 @@ def product_change(product_id: int, change: str) -> Response:
 def prospect_list() -> Any:
     """Enterprises that shared their profile with this bank, and which products they match,
     a page at a time (those qualifying for most products first)."""
-    everyone = bank_views.prospects(current_user)
-    per_page = bank_views.PROSPECTS_PER_PAGE
-    pages = max(1, -(-len(everyone) // per_page))
-    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
-    shown = everyone[(page - 1) * per_page : page * per_page]
+    listing = bank_views.prospect_page(current_user, request.args.get("page", 1, type=int) or 1)
     # One profile URL built, the others after it (…/enterprises/<id>): url_for costs about
     # 5 µs, fifty times a page.
     prefix = url_for("bank.enterprise_profile", enterprise_id=0).removesuffix("/0")
     return render_template(
         "bank/prospects.html",
-        prospects=shown,
+        prospects=listing.prospects,
         rows=bank_views.prospect_rows(
-            shown,
+            listing.prospects,
             lambda enterprise_id: f"{prefix}/{enterprise_id}",
             {size: str(label) for size, label in matching.SIZE_LABELS.items()},
             _("none yet"),
         ),
-        total=len(everyone),
-        qualified=sum(1 for p in everyone if p.matching_products),
-        page=page,
-        pages=pages,
+        total=listing.total,
+        qualified=listing.qualified,
+        page=listing.page,
+        pages=listing.pages,
     )
 
 

@@ -9,13 +9,17 @@ page is sent."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
+from flask import current_app
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
@@ -28,10 +32,21 @@ from app.services import (
     objections,
     products,
     profiles,
+    workdays,
 )
 from app.services.matching_engine import EnterpriseFacts, eligibility
 from ml import schema
-from models import CreditProfile, Enterprise, LoanProduct, Organization, User, db
+from models import (
+    Authorization,
+    AuthorizationKind,
+    CreditProfile,
+    Enterprise,
+    LoanProduct,
+    MatchEpoch,
+    Organization,
+    User,
+    db,
+)
 from models.base import utcnow
 
 _P, _V = ("period", _l("Period")), ("version", _l("Version"))
@@ -79,8 +94,15 @@ class Prospect:
     product_names: str = ""
 
 
+class ListedProspect(NamedTuple):
+    """A prospect as the list's page shows it."""
+
+    enterprise: Any  # a row: id, uscc, name, size_class
+    product_names: str  # the bank's products it qualifies for, joined; "" when none
+
+
 def prospect_rows(
-    prospects: Sequence[Prospect],
+    prospects: Sequence[Prospect | ListedProspect],
     profile_url: Callable[[int], str],
     size_labels: Mapping[str, str],
     none_yet: str,
@@ -96,7 +118,7 @@ def prospect_rows(
     html = []
     for prospect in prospects:
         e = prospect.enterprise
-        products = escape(prospect.product_names) if prospect.matching_products else none
+        products = escape(prospect.product_names) if prospect.product_names else none
         html.append(
             f'<tr data-enterprise="{int(e.id)}"><td><a href="{escape(profile_url(e.id))}">'
             f"{escape(e.name)}</a></td><td><code>{escape(e.uscc)}</code></td>"
@@ -178,6 +200,208 @@ def _prospects_select() -> sa.Select[*tuple[Any, ...]]:
         .outerjoin(CreditProfile, CreditProfile.id == profiles.newest_id_column(Enterprise.id))
         .where(Enterprise.id.in_(authorization.shared_with_bank_select()))
         .order_by(Enterprise.id)
+    )
+
+
+# The prospect list a web process keeps ------------------------------------------------
+#
+# Matching a bank's every prospect on each request costs in proportion to the prospects (a
+# province's bank may have a hundred thousand). The list's page keeps each bank's matched
+# list, in the list's order, until the match epoch changes (``models.match``: a row that
+# triggers change in every transaction changing a grant, an enterprise's matching columns,
+# a profile, a product or a loan) or time alone changes it (a grant starts, ends or its
+# revocation takes effect; a new local day adds to the years in operation). The page's
+# rows are still read through the live sharing grants on every request.
+
+
+@dataclass(frozen=True)
+class ProspectList:
+    """A bank's prospects in the list's order, as matched at ``epoch``."""
+
+    epoch: tuple[int, int]  # match_epoch's (n, stamp) read before the prospects were
+    built_at: dt.datetime
+    valid_until: dt.datetime  # the next grant start, end or revocation; local midnight
+    ids: array[int]  # enterprise ids, in the list's order
+    product_set: array[int]  # each prospect's index in product_sets
+    product_sets: tuple[str, ...]  # each set of matched products' joined names ("" = none)
+    qualified: int  # prospects matching at least one product
+
+    def fresh(self, epoch: tuple[int, int] | None, now: dt.datetime) -> bool:
+        return epoch == self.epoch and self.built_at <= now < self.valid_until
+
+
+@dataclass
+class ProspectPage:
+    prospects: list[ListedProspect]
+    total: int
+    qualified: int
+    page: int
+    pages: int
+
+
+class ProspectLists:
+    """The lists a process keeps, at most ``size`` banks' (the least recently shown one is
+    dropped first); safe to share among a process's threads. A list takes about 12 bytes a
+    prospect."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lists: OrderedDict[int, ProspectList] = OrderedDict()
+        self._lock = threading.Lock()
+        self.built = 0  # lists built by this process (tests and benchmarks read it)
+
+    def get(self, bank_id: int, epoch: tuple[int, int] | None, now: dt.datetime) -> Any:
+        with self._lock:
+            listing = self._lists.get(bank_id)
+            if listing is None or not listing.fresh(epoch, now):
+                return None
+            self._lists.move_to_end(bank_id)
+            return listing
+
+    def put(self, bank_id: int, listing: ProspectList) -> None:
+        with self._lock:
+            self._lists[bank_id] = listing
+            self._lists.move_to_end(bank_id)
+            while len(self._lists) > self.size:
+                self._lists.popitem(last=False)
+
+    def drop(self, bank_id: int) -> None:
+        with self._lock:
+            self._lists.pop(bank_id, None)
+
+
+def kept_prospect_lists() -> ProspectLists:
+    """This application's kept lists (``PROSPECT_LISTS_KEPT`` banks at most)."""
+    lists: ProspectLists | None = current_app.extensions.get("xinyidai.prospect_lists")
+    if lists is None:
+        size = int(current_app.config.get("PROSPECT_LISTS_KEPT", 32))
+        lists = current_app.extensions.setdefault("xinyidai.prospect_lists", ProspectLists(size))
+    return lists
+
+
+def prospect_page(actor: User, page: int, now: dt.datetime | None = None) -> ProspectPage:
+    """Page ``page`` (from 1; past the end: the last) of :func:`prospects`, from the list
+    this process keeps for the actor's bank while it is fresh, else matched again and kept.
+
+    The page's enterprises are read with the live sharing grants: one whose grant ended
+    without the epoch showing it (it cannot, but consent is not left to a cache) is not
+    shown, and the list is matched again on the next request."""
+    now = now or utcnow()
+    bank: Organization = actor.organization
+    if not authorization.is_active_bank(bank):
+        return ProspectPage([], 0, 0, 1, 1)
+    epoch, writing = match_epoch()  # first: a change committed after it makes it differ
+    lists = kept_prospect_lists()
+    listing = None if writing else lists.get(bank.id, epoch, now)
+    if listing is None:
+        listing = _prospect_list(actor, epoch, now)
+        lists.built += 1
+        if epoch is not None and not writing:
+            lists.put(bank.id, listing)
+    per_page = PROSPECTS_PER_PAGE
+    pages = max(1, -(-len(listing.ids) // per_page))
+    page = min(max(page, 1), pages)
+    first = (page - 1) * per_page
+    ids = listing.ids[first : first + per_page]
+    rows = {
+        row.id: row
+        for row in db.session.execute(
+            _page_select(), {"ids": list(ids), "bank_id": bank.id, "now": now}
+        )
+    }
+    if len(rows) < len(ids):
+        lists.drop(bank.id)
+    shown = [
+        ListedProspect(rows[eid], listing.product_sets[listing.product_set[first + k]])
+        for k, eid in enumerate(ids)
+        if eid in rows
+    ]
+    return ProspectPage(shown, len(listing.ids), listing.qualified, page, pages)
+
+
+def match_epoch() -> tuple[tuple[int, int] | None, bool]:
+    """``match_epoch``'s ``(n, stamp)`` (None if its row is missing), and whether this
+    transaction has written: PostgreSQL counts a transaction's changes when it commits, so a
+    list matched inside one that wrote may hold changes the epoch does not show yet (and
+    that a rollback may undo); such a list is neither kept nor taken from the kept ones."""
+    row = db.session.execute(_epoch_select(db.session.get_bind().dialect.name)).first()
+    if row is None:
+        return None, False
+    return (int(row.n), int(row.stamp)), bool(row.writing)
+
+
+@cache
+def _epoch_select(dialect: str) -> sa.Select[*tuple[Any, ...]]:
+    writing = (
+        sa.func.pg_current_xact_id_if_assigned().is_not(None)
+        if dialect == "postgresql"
+        else sa.false()
+    )
+    return sa.select(MatchEpoch.n, MatchEpoch.stamp, writing.label("writing")).where(
+        MatchEpoch.id == 1
+    )
+
+
+def _prospect_list(actor: User, epoch: tuple[int, int] | None, now: dt.datetime) -> ProspectList:
+    everyone = prospects(actor, now)
+    sets: dict[str, int] = {}
+    product_set = array("l", [sets.setdefault(p.product_names, len(sets)) for p in everyone])
+    return ProspectList(
+        epoch=epoch or (0, 0),
+        built_at=now,
+        valid_until=_valid_until(actor.organization_id, now),
+        ids=array("q", [p.enterprise.id for p in everyone]),
+        product_set=product_set,
+        product_sets=tuple(sets),
+        qualified=sum(1 for p in everyone if p.matching_products),
+    )
+
+
+def _valid_until(bank_id: int, now: dt.datetime) -> dt.datetime:
+    """When time alone changes the bank's prospects matched at ``now``: the next start, end
+    or revocation of a grant of an enterprise that has a sharing grant naming the bank or
+    every bank (its collection grants included), or the next local midnight (the years in
+    operation)."""
+    tomorrow = workdays.local_date(now) + dt.timedelta(days=1)
+    midnight = dt.datetime.combine(tomorrow, dt.time(), tzinfo=workdays.SHANGHAI)
+    moments = db.session.execute(_transitions_select(), {"bank_id": bank_id, "now": now}).one()
+    return min([midnight.astimezone(dt.UTC), *(m for m in moments if m is not None)])
+
+
+@cache
+def _transitions_select() -> sa.Select[*tuple[Any, ...]]:
+    """The next start, end and revocation after ``now`` among the grants of the enterprises
+    that have a sharing grant for ``bank_id`` or every bank: each enterprise's grants looked
+    up through its index, not every grant of the platform filtered."""
+    now: sa.BindParameter[dt.datetime] = sa.bindparam("now")
+    sharing = (
+        sa.select(Authorization.enterprise_id)
+        .where(
+            Authorization.kind == AuthorizationKind.SHARING,
+            sa.or_(
+                Authorization.grantee_org_id == sa.bindparam("bank_id"),
+                Authorization.all_banks.is_(True),
+            ),
+        )
+        .distinct()
+        .subquery()
+    )
+    grant = sa.orm.aliased(Authorization)
+    return sa.select(
+        *(
+            sa.func.min(sa.case((column > now, column)))
+            for column in (grant.valid_from, grant.valid_until, grant.revoked_at)
+        )
+    ).join_from(sharing, grant, grant.enterprise_id == sharing.c.enterprise_id)
+
+
+@cache
+def _page_select() -> sa.Select[*tuple[Any, ...]]:
+    """A page's enterprises, those still shared with the bank (binds ``ids``, ``bank_id``,
+    ``now``)."""
+    return sa.select(Enterprise.id, Enterprise.uscc, Enterprise.name, Enterprise.size_class).where(
+        Enterprise.id.in_(sa.bindparam("ids", expanding=True)),
+        Enterprise.id.in_(authorization.shared_with_bank_select()),
     )
 
 
