@@ -95,6 +95,8 @@ def load_config(instance_path: Path, environ: Mapping[str, str] | None = None) -
         "JOBS_HEARTBEAT_SECONDS": float(env.get("JOBS_HEARTBEAT_SECONDS", "15")),
         "JOBS_CHUNK_ATTEMPTS": int(env.get("JOBS_CHUNK_ATTEMPTS", "3")),
         "RESCORE_CHUNK": int(env.get("RESCORE_CHUNK", "500")),
+        # Banks whose matched prospect list each web process keeps (bank_views.prospect_page).
+        "PROSPECT_LISTS_KEPT": int(env.get("PROSPECT_LISTS_KEPT", "32")),
         "PROXY_COUNT": int(env.get("XINYIDAI_PROXY_COUNT", "0")),
         "BABEL_DEFAULT_LOCALE": "zh",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",

@@ -274,7 +274,7 @@ def kept_prospect_lists() -> ProspectLists:
     """This application's kept lists (``PROSPECT_LISTS_KEPT`` banks at most)."""
     lists: ProspectLists | None = current_app.extensions.get("xinyidai.prospect_lists")
     if lists is None:
-        size = int(current_app.config.get("PROSPECT_LISTS_KEPT", 32))
+        size = int(current_app.config["PROSPECT_LISTS_KEPT"])
         lists = current_app.extensions.setdefault("xinyidai.prospect_lists", ProspectLists(size))
     return lists
 
