@@ -20,15 +20,15 @@ daily at 02:00 Beijing time), and the reaper every minute.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from typing import Any
 
+import kombu.pools
 from celery import Celery
 from celery.schedules import crontab
 from flask import Flask
-from kombu import Connection
+from kombu.connection import ConnectionPool
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
@@ -84,102 +84,46 @@ def flask_app() -> Flask:
         return _flask_app
 
 
-class _Connections:
-    """Broker connections kept open from one send to the next, per process and broker URL.
-
-    Opening a connection to Redis took about 6 ms of the ~25 ms an ingestion batch spent
-    committing and sending its profile-recompute job; a connection is now taken from here
-    and given back after the send. Each thread takes a connection of its own (at most
-    :data:`IDLE` are kept per URL; more are closed after use). A process forked from
-    another (gunicorn's workers from the preloaded app) starts with none: a socket is
-    never shared across processes."""
-
-    IDLE = 4
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle: dict[str, list[Connection]] = {}
-        self._pid = os.getpid()
-        self.opened = 0  # connections opened by this process (tests read it)
-
-    def _idle_of(self, url: str) -> list[Connection]:
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
-            self._idle, self._pid, self.opened = {}, os.getpid(), 0
-        return self._idle.setdefault(url, [])
-
-    def take(self, url: str) -> tuple[Connection, bool]:
-        """A connection to ``url`` and whether it was used before (raises at once, after
-        one attempt, when a new one cannot be opened)."""
-        with self._lock:
-            idle = self._idle_of(url)
-            if idle:
-                return idle.pop(), True
-        return self.open(url), False
-
-    def open(self, url: str) -> Connection:
-        conn = celery.connection_for_write(url)
-        try:
-            conn.ensure_connection(max_retries=1)
-        except BaseException:
-            self.discard(conn)
-            raise
-        with self._lock:
-            self.opened += 1
-        return conn
-
-    def give_back(self, url: str, conn: Connection) -> None:
-        with self._lock:
-            idle = self._idle_of(url)
-            if len(idle) < self.IDLE:
-                idle.append(conn)
-                return
-        self.discard(conn)
-
-    @staticmethod
-    def discard(conn: Connection) -> None:
-        with contextlib.suppress(Exception):
-            conn.release()
-
-    def close_all(self) -> None:
-        with self._lock:
-            idle = [c for conns in self._idle.values() for c in conns]
-            self._idle = {}
-        for conn in idle:
-            self.discard(conn)
+#: Publishing a message that fails on a connection error (a kept connection the broker dropped:
+#: Redis restarted since) is repeated once by kombu on a new connection, without waiting.
+RETRY_ONCE = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
 
-connections = _Connections()
+def broker_pool(url: str) -> ConnectionPool:
+    """kombu's pool of connections to the broker at ``url``, one per process and URL: a
+    connection given back after a send stays open for the next one (opening one to Redis
+    took ~6 ms of the ~25 ms an ingestion batch spent committing and sending its job). At
+    most ``broker_pool_limit`` (10) are in use at once; one more send waits for one, up to
+    ``broker_connection_timeout``, then raises (the job stays queued, as for a broker down)."""
+    return kombu.pools.connections[celery.connection_for_write(url)]
 
 
-def _publish(conn: Connection, task: Any, ids: list[int]) -> None:
-    for one in ids:
-        task.apply_async((one,), connection=conn, retry=False)
+def reset_connections() -> None:
+    """Forget the broker connections kept by this process (kombu's pools, celery's among them).
+
+    Run in every process just forked (gunicorn's workers from the preloaded app): the
+    connections inherited from the parent are its sockets, not ours to use. kombu and celery
+    do this themselves only after billiard's or multiprocessing's forks
+    (``register_after_fork``), not after a plain ``os.fork``; these are the same calls."""
+    kombu.pools.reset()
+    celery._after_fork()  # celery's own pool was one of kombu's: made anew when next used
+
+
+os.register_at_fork(after_in_child=reset_connections)
 
 
 def _send(app: Flask, task: Any, ids: list[int]) -> None:
     """Publish one message per id on a connection to the app's broker, kept open for the
-    next send (raises at once when the broker cannot be reached: no retry loop in a web
-    request). A kept connection that fails (the broker restarted since, say) is closed
-    and the messages go once more on a new one; a message sent twice that way runs once
-    (jobs and chunks are claimed)."""
+    next send. A new connection gets one attempt: a broker that cannot be reached raises at
+    once (no retry loop in a web request). A message that fails on a kept connection is sent
+    once more on a new one (:data:`RETRY_ONCE`); a message sent twice that way runs once
+    (jobs and chunks are claimed). A connection that failed is closed, not kept."""
     url = app.config.get("CELERY_BROKER_URL") or celery.conf.broker_url
-    conn, reused = connections.take(url)
-    try:
-        _publish(conn, task, ids)
-    except Exception:
-        connections.discard(conn)
-        if not reused:
-            raise
-        conn = connections.open(url)
-        try:
-            _publish(conn, task, ids)
-        except BaseException:
-            connections.discard(conn)
-            raise
-    except BaseException:
-        connections.discard(conn)
-        raise
-    connections.give_back(url, conn)
+    timeout = celery.conf.broker_connection_timeout
+    with broker_pool(url).acquire(block=True, timeout=timeout) as conn:
+        conn.ensure_connection(max_retries=0)  # at once when already open
+        for one in ids:
+            task.apply_async((one,), connection=conn, retry=True, retry_policy=RETRY_ONCE)
 
 
 def send_job(app: Flask, job_id: int) -> None:
