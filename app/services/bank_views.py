@@ -250,7 +250,9 @@ class ProspectLists:
         self._lock = threading.Lock()
         self.built = 0  # lists built by this process (tests and benchmarks read it)
 
-    def get(self, bank_id: int, epoch: tuple[int, int] | None, now: dt.datetime) -> Any:
+    def get(
+        self, bank_id: int, epoch: tuple[int, int] | None, now: dt.datetime
+    ) -> ProspectList | None:
         with self._lock:
             listing = self._lists.get(bank_id)
             if listing is None or not listing.fresh(epoch, now):
@@ -258,8 +260,12 @@ class ProspectLists:
             self._lists.move_to_end(bank_id)
             return listing
 
-    def put(self, bank_id: int, listing: ProspectList) -> None:
+    def put(self, bank_id: int, listing: ProspectList, keep: bool = True) -> None:
+        """Count a list built; keep it unless ``keep`` is false."""
         with self._lock:
+            self.built += 1
+            if not keep:
+                return
             self._lists[bank_id] = listing
             self._lists.move_to_end(bank_id)
             while len(self._lists) > self.size:
@@ -295,9 +301,7 @@ def prospect_page(actor: User, page: int, now: dt.datetime | None = None) -> Pro
     listing = None if writing else lists.get(bank.id, epoch, now)
     if listing is None:
         listing = _prospect_list(actor, epoch, now)
-        lists.built += 1
-        if epoch is not None and not writing:
-            lists.put(bank.id, listing)
+        lists.put(bank.id, listing, keep=epoch is not None and not writing)
     per_page = PROSPECTS_PER_PAGE
     pages = max(1, -(-len(listing.ids) // per_page))
     page = min(max(page, 1), pages)
