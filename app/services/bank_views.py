@@ -245,6 +245,8 @@ class ProspectLists:
     prospect."""
 
     def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"PROSPECT_LISTS_KEPT must be 0 or more, not {size}")
         self.size = size
         self._lists: OrderedDict[int, ProspectList] = OrderedDict()
         self._lock = threading.Lock()
@@ -289,31 +291,37 @@ def prospect_page(actor: User, page: int, now: dt.datetime | None = None) -> Pro
     """Page ``page`` (from 1; past the end: the last) of :func:`prospects`, from the list
     this process keeps for the actor's bank while it is fresh, else matched again and kept.
 
-    The page's enterprises are read with the live sharing grants: one whose grant ended
-    without the epoch showing it (it cannot, but consent is not left to a cache) is not
-    shown, and the list is matched again on the next request."""
+    The page's enterprises are read with the live sharing grants: were one whose grant
+    ended ever named by a kept list without the epoch showing it (it cannot, but consent is
+    not left to a cache), the list is matched again at once, and the page and its counts
+    come from that."""
     now = now or utcnow()
     bank: Organization = actor.organization
     if not authorization.is_active_bank(bank):
         return ProspectPage([], 0, 0, 1, 1)
-    epoch, writing = match_epoch()  # first: a change committed after it makes it differ
     lists = kept_prospect_lists()
-    listing = None if writing else lists.get(bank.id, epoch, now)
-    if listing is None:
-        listing = _prospect_list(actor, epoch, now)
-        lists.put(bank.id, listing, keep=epoch is not None and not writing)
-    per_page = PROSPECTS_PER_PAGE
-    pages = max(1, -(-len(listing.ids) // per_page))
-    page = min(max(page, 1), pages)
-    first = (page - 1) * per_page
-    ids = listing.ids[first : first + per_page]
-    rows = {
-        row.id: row
-        for row in db.session.execute(
-            _page_select(), {"ids": list(ids), "bank_id": bank.id, "now": now}
-        )
-    }
-    if len(rows) < len(ids):
+    asked = page
+    for kept_allowed in (True, False):
+        epoch, writing = match_epoch()  # first: a change committed after it makes it differ
+        listing = lists.get(bank.id, epoch, now) if kept_allowed and not writing else None
+        if listing is None:
+            listing = _prospect_list(actor, epoch, now)
+            lists.put(bank.id, listing, keep=epoch is not None and not writing)
+        per_page = PROSPECTS_PER_PAGE
+        pages = max(1, -(-len(listing.ids) // per_page))
+        page = min(max(asked, 1), pages)
+        first = (page - 1) * per_page
+        ids = listing.ids[first : first + per_page]
+        rows = {
+            row.id: row
+            for row in db.session.execute(
+                _page_select(), {"ids": list(ids), "bank_id": bank.id, "now": now}
+            )
+        }
+        if len(rows) == len(ids):
+            break
+        # A kept list named an enterprise no live grant allows: matched again now, so that
+        # neither its row nor the counts show it.
         lists.drop(bank.id)
     shown = [
         ListedProspect(rows[eid], listing.product_sets[listing.product_set[first + k]])
@@ -349,7 +357,7 @@ def _epoch_select(dialect: str) -> sa.Select[*tuple[Any, ...]]:
 def _prospect_list(actor: User, epoch: tuple[int, int] | None, now: dt.datetime) -> ProspectList:
     everyone = prospects(actor, now)
     sets: dict[str, int] = {}
-    product_set = array("l", [sets.setdefault(p.product_names, len(sets)) for p in everyone])
+    product_set = array("I", [sets.setdefault(p.product_names, len(sets)) for p in everyone])
     return ProspectList(
         epoch=epoch or (0, 0),
         built_at=now,

@@ -306,4 +306,7 @@ def _published_by() -> sa.Select[LoanProduct]:
             LoanProduct.bank_org_id == sa.bindparam("bank_org_id"),
         )
         .order_by(LoanProduct.rate_min, LoanProduct.id)
+        # Read afresh even if the session holds the products already: the prospect list
+        # kept under the match epoch read before must not be matched on older rules.
+        .execution_options(populate_existing=True)
     )

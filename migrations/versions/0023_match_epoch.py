@@ -8,10 +8,14 @@ migration adds the row ``match_epoch`` (``models.match``) and triggers that give
 row changes.
 
 * PostgreSQL: a deferred constraint trigger per table, run at the commit; the first one of
-  a transaction updates the row, the others see the transaction's flag
-  (``xinyidai.match_epoch_bumped``) and return. The row is locked only while the writer
+  a transaction updates the row (named with its schema: the writer's search_path may differ),
+  the others see the transaction's flag (``xinyidai.match_epoch_bumped``) and return. The row is locked only while the writer
   commits, and its change becomes visible together with the data that caused it. A
-  ``TRUNCATE`` of one of the tables also counts (a statement trigger, at once).
+  ``TRUNCATE`` of one of the tables also counts (a statement trigger, at once: it holds the
+  row until its transaction ends; the platform never truncates, the test suite does).
+
+Restoring with ``--disable-triggers``, ``session_replication_role = replica`` or ``ALTER
+TABLE ... DISABLE TRIGGER`` bypasses the epoch: restart the web processes after any of them.
 * SQLite: plain row triggers (one writer at a time; a rolled-back change takes its new
   stamp with it).
 
@@ -43,11 +47,13 @@ INPUTS: dict[str, tuple[str, ...] | None] = {
     "loan": ("enterprise_id", "bank_org_id", "status"),
 }  # fmt: skip
 
+# {epoch} is match_epoch qualified by the schema the migration runs in: the function runs at
+# the writer's commit, under the writer's search_path, which may name another schema.
 BUMP_FUNCTION = """
 CREATE FUNCTION match_epoch_bump() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     IF current_setting('xinyidai.match_epoch_bumped', true) IS DISTINCT FROM 'yes' THEN
-        UPDATE match_epoch SET n = n + 1, stamp = floor(random() * 9e18)::bigint WHERE id = 1;
+        UPDATE {epoch} SET n = n + 1, stamp = floor(random() * 9e18)::bigint WHERE id = 1;
         PERFORM set_config('xinyidai.match_epoch_bumped', 'yes', true);
     END IF;
     RETURN NULL;
@@ -74,8 +80,11 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=op.f("pk_match_epoch")),
     )
     op.execute("INSERT INTO match_epoch (id, n, stamp) VALUES (1, 0, 0)")
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(BUMP_FUNCTION)
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        schema = bind.execute(sa.text("SELECT current_schema()")).scalar_one()
+        quote = bind.dialect.identifier_preparer.quote
+        op.execute(BUMP_FUNCTION.format(epoch=f"{quote(schema)}.match_epoch"))
         for table, columns in INPUTS.items():
             events = " OR ".join(event for _name, event in _events(table, columns))
             op.execute(

@@ -18,6 +18,7 @@ from app.services import bank_views, products
 from app.services.authorization import GrantRequest
 from app.services.workdays import SHANGHAI, local_date
 from models import (
+    MATCH_INPUTS,
     Authorization,
     AuthorizationKind,
     CreditProfile,
@@ -86,6 +87,14 @@ def _revoke(ids):
     authz.revoke(user, grant)
 
 
+def _pause(ids):
+    user, enterprise = _owner(ids[0])
+    grant = db.session.scalar(
+        sa.select(Authorization).where(Authorization.enterprise_id == enterprise.id)
+    )
+    authz.set_paused(user, grant, True)
+
+
 def _share_another(ids):
     user, enterprise = _owner(ids[1])
     authz.grant(user, enterprise, GrantRequest(kind=AuthorizationKind.COLLECTION, scopes=("tax",)))
@@ -121,6 +130,7 @@ def _retire(ids):
     "change,expect",
     [
         (_revoke, lambda ids: {ids[1]: "小微贷"}),  # consent: gone on the next request
+        (_pause, lambda ids: {ids[1]: "小微贷"}),
         (_share_another, lambda ids: {ids[0]: "小微贷", ids[1]: "小微贷、税易贷"}),
         (_rename, lambda ids: {ids[0]: "小微贷", ids[1]: "小微贷"}),
         (_resize, lambda ids: {ids[0]: "", ids[1]: "小微贷"}),
@@ -182,6 +192,39 @@ def test_a_grant_ending_drops_its_enterprise_with_no_write(app, factory, prospec
     assert set(rows) == {mine, everyone} and counts == (2, 0) and built == 2
 
 
+def test_a_revocation_set_for_later_takes_effect_then_with_no_write(app, prospects):
+    """A grant whose revocation takes effect later stays listed until then, and no longer
+    from then, though nothing is written at that moment."""
+    bank, (mine, everyone) = prospects
+    now = dt.datetime.now(dt.UTC)
+    with app.app_context():
+        _user, enterprise = _owner(mine)
+        grant = db.session.scalar(
+            sa.select(Authorization).where(Authorization.enterprise_id == enterprise.id)
+        )
+        grant.revoked_at = now + dt.timedelta(hours=1)
+        db.session.commit()
+        assert set(_page(bank, now=now)[0]) == {mine, everyone}
+        epoch = _epoch()
+        rows, counts, _built = _page(bank, now=now + dt.timedelta(hours=2))
+        assert _epoch() == epoch
+    assert set(rows) == {everyone} and counts == (1, 0)
+
+
+def test_a_change_inside_the_transaction_is_seen_by_its_own_list(app, prospects):
+    """A product published and flushed, not committed: the list seen in that transaction
+    shows it (on PostgreSQL the epoch has not moved yet, so the kept list is not used), and
+    after a rollback the next list does not."""
+    bank, (mine, everyone) = prospects
+    with app.app_context():
+        assert _page(bank)[0] == {mine: "", everyone: ""}
+        _product(db.session.get(User, bank.user_id), name="税易贷", size_classes=("small",))
+        db.session.flush()
+        assert _page(bank)[0] == {mine: "税易贷", everyone: "税易贷"}
+        db.session.rollback()
+        assert _page(bank)[0] == {mine: "", everyone: ""}
+
+
 def test_a_new_local_day_counts_another_year_in_operation(app, prospects):
     """A product asking one year in operation: an enterprise founded 366 days before a
     Shanghai date qualifies from its midnight (16:00 UTC), not before."""
@@ -215,7 +258,8 @@ def test_a_list_seen_inside_a_rolled_back_change_is_not_kept(app, prospects):
 
 def test_the_page_reads_live_grants_even_if_the_epoch_missed_a_change(app, prospects, monkeypatch):
     """Were a change ever to leave the epoch as it was, the page's rows would still come
-    through the live grants, and the list be matched again on the next request."""
+    through the live grants, and a kept list naming an enterprise no grant allows any more
+    would be matched again at once: neither its row nor the counts show it."""
     bank, (mine, everyone) = prospects
     monkeypatch.setattr(bank_views, "match_epoch", lambda: ((7, 7), False))
     with app.app_context():
@@ -223,9 +267,9 @@ def test_the_page_reads_live_grants_even_if_the_epoch_missed_a_change(app, prosp
         _revoke([mine])
         db.session.commit()
         rows, counts, built = _page(bank)
-        assert rows == {everyone: ""} and counts == (2, 0) and built == 1  # the stale count
-        rows, counts, built = _page(bank)
-    assert rows == {everyone: ""} and counts == (1, 0) and built == 2
+        assert rows == {everyone: ""} and counts == (1, 0) and built == 2
+        again = _page(bank)
+    assert again == ({everyone: ""}, (1, 0), 2)  # the list matched again is kept
 
 
 def _epoch():
@@ -273,3 +317,78 @@ def test_a_process_keeps_a_bounded_number_of_lists():
     assert lists.get(1, (2, 0), now) is None  # another epoch
     assert lists.get(1, (1, 0), now + dt.timedelta(hours=1)) is None  # past valid_until
     assert lists.get(1, (1, 0), now - dt.timedelta(seconds=1)) is None  # before it was built
+
+
+def _columns_read(statement):
+    """(table, column) of every table column a statement reads, subqueries included."""
+    found = set()
+    for element in sa.sql.visitors.iterate(statement):
+        table = getattr(element, "table", None)
+        if isinstance(element, sa.Column) and table is not None:
+            table = getattr(table, "element", table)  # an alias: its table
+            if isinstance(table, sa.Table):  # (a subquery's columns are its tables')
+                found.add((table.name, element.name))
+    return found
+
+
+def test_the_epoch_covers_every_column_the_list_reads(app):
+    """What the kept list is matched from and checked against is in ``MATCH_INPUTS`` (a
+    table with None: any column), the migration installed the triggers of exactly those,
+    and its own copy of them is the same."""
+    import importlib.util
+    from pathlib import Path
+
+    read = set()
+    for statement in (
+        bank_views._prospects_select(),
+        bank_views._page_select(),
+        bank_views._transitions_select(),
+        products._published_by(),
+    ):
+        read |= _columns_read(statement)
+    assert {"authorization_grant", "enterprise", "credit_profile", "loan_product", "loan"} <= {
+        table for table, _ in read
+    }
+    missing = {
+        (table, column)
+        for table, column in read
+        if table not in MATCH_INPUTS
+        or (MATCH_INPUTS[table] is not None and column not in MATCH_INPUTS[table])
+    }
+    assert not missing, f"read by the prospect list but not counted by the epoch: {missing}"
+    path = Path(__file__).parents[2] / "migrations/versions/0023_match_epoch.py"
+    spec = importlib.util.spec_from_file_location("migration_0023", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    assert migration.INPUTS == MATCH_INPUTS
+    with app.app_context():
+        if db.session.get_bind().dialect.name == "postgresql":
+            installed = db.session.scalars(
+                sa.text(
+                    "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                    "WHERE t.tgname LIKE 'match_epoch_%' AND c.relnamespace = "
+                    "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+                )
+            ).all()
+        else:
+            installed = db.session.scalars(
+                sa.text("SELECT tbl_name FROM sqlite_master WHERE name LIKE 'match_epoch_%'")
+            ).all()
+    assert set(installed) == set(MATCH_INPUTS)
+
+
+def test_a_writer_on_another_search_path_still_commits(pg_app):
+    """PostgreSQL runs the epoch's trigger at the writer's commit, under the writer's
+    search_path: the function names its table with the schema it was installed in."""
+    from tests.conftest import Factory
+
+    account = Factory(pg_app).enterprise()
+    with pg_app.app_context():
+        before = _epoch()
+        db.session.execute(
+            sa.text("UPDATE enterprise SET name = 'Renamed Co.' WHERE organization_id = :org"),
+            {"org": account.organization_id},
+        )
+        db.session.execute(sa.text("SET LOCAL search_path = public"))
+        db.session.commit()
+        assert _epoch()[0] == before[0] + 1
