@@ -303,10 +303,12 @@ def prospect_page(actor: User, page: int, now: dt.datetime | None = None) -> Pro
     asked = page
     for kept_allowed in (True, False):
         epoch, writing = match_epoch()  # first: a change committed after it makes it differ
-        listing = lists.get(bank.id, epoch, now) if kept_allowed and not writing else None
-        if listing is None:
+        kept = lists.get(bank.id, epoch, now) if kept_allowed and not writing else None
+        if kept is None:
             listing = _prospect_list(actor, epoch, now)
             lists.put(bank.id, listing, keep=epoch is not None and not writing)
+        else:
+            listing = kept
         per_page = PROSPECTS_PER_PAGE
         pages = max(1, -(-len(listing.ids) // per_page))
         page = min(max(asked, 1), pages)
