@@ -12,8 +12,10 @@ rounds of 150 requests, so a busy machine inflates it less) of:
 ``layout``                ``base.html`` with no content (context processors included: the
                           unread count, the translations)
 ``prospects_data``        ``bank_views.prospects`` alone (products, the prospect SELECT,
-                          matching, sorting), answering the count
-``prospects``             the prospect list page
+                          matching, sorting), answering the count: what the list page pays
+                          when it matches again (after a change, see ``prospect_page``)
+``prospects``             the prospect list page, its bank's matched list kept (measured
+                          after the warm-up, as a bank browsing its list sees it)
 ``profile_data``          ``bank_views.show_profile`` rendering nothing (its reads, the use
                           count, the audit events, the commit)
 ``profile``               the profile pages of the first 8 prospects
