@@ -8,16 +8,17 @@ migration adds the row ``match_epoch`` (``models.match``) and triggers that give
 row changes.
 
 * PostgreSQL: a deferred constraint trigger per table, run at the commit; the first one of
-  a transaction updates the row (named with its schema: the writer's search_path may differ),
-  the others see the transaction's flag (``xinyidai.match_epoch_bumped``) and return. The row is locked only while the writer
-  commits, and its change becomes visible together with the data that caused it. A
-  ``TRUNCATE`` of one of the tables also counts (a statement trigger, at once: it holds the
-  row until its transaction ends; the platform never truncates, the test suite does).
+  a transaction updates the row (named with its schema: the writer's search_path may
+  differ), the others see the transaction's flag (``xinyidai.match_epoch_bumped``) and
+  return. The row is locked only while the writer commits, and its change becomes visible
+  together with the data that caused it. A ``TRUNCATE`` of one of the tables also counts (a
+  statement trigger, at once: it holds the row until its transaction ends; the platform
+  never truncates, the test suite does).
+* SQLite: plain row triggers (one writer at a time; a rolled-back change takes its new
+  stamp with it).
 
 Restoring with ``--disable-triggers``, ``session_replication_role = replica`` or ``ALTER
 TABLE ... DISABLE TRIGGER`` bypasses the epoch: restart the web processes after any of them.
-* SQLite: plain row triggers (one writer at a time; a rolled-back change takes its new
-  stamp with it).
 
 Revision ID: 0023_match_epoch
 Revises: 0022_record_refs_once
