@@ -61,6 +61,13 @@ def load_config(instance_path: Path, environ: Mapping[str, str] | None = None) -
     elif not relaxed and len(secret) < 32:
         raise ConfigError("SECRET_KEY is too short: use at least 32 random characters.")
 
+    kept = env.get("PROSPECT_LISTS_KEPT", "32")
+    if not kept.isdigit():
+        raise ConfigError(
+            f"PROSPECT_LISTS_KEPT={kept!r}: expected a whole number, 0 or more (the banks "
+            "whose matched prospect list each web process keeps)."
+        )
+
     redis_url = env.get("REDIS_URL")
     return {
         "XINYIDAI_ENV": mode,
@@ -96,7 +103,7 @@ def load_config(instance_path: Path, environ: Mapping[str, str] | None = None) -
         "JOBS_CHUNK_ATTEMPTS": int(env.get("JOBS_CHUNK_ATTEMPTS", "3")),
         "RESCORE_CHUNK": int(env.get("RESCORE_CHUNK", "500")),
         # Banks whose matched prospect list each web process keeps (bank_views.prospect_page).
-        "PROSPECT_LISTS_KEPT": int(env.get("PROSPECT_LISTS_KEPT", "32")),
+        "PROSPECT_LISTS_KEPT": int(kept),
         "PROXY_COUNT": int(env.get("XINYIDAI_PROXY_COUNT", "0")),
         "BABEL_DEFAULT_LOCALE": "zh",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",

@@ -35,6 +35,14 @@ def test_unknown_environment_is_an_error(tmp_path):
         load_config(tmp_path, {"XINYIDAI_ENV": "staging"})
 
 
+@pytest.mark.parametrize("value", ["-1", "many", "2.5", ""])
+def test_a_bad_number_of_kept_prospect_lists_refuses_to_start(tmp_path, value):
+    with pytest.raises(ConfigError, match=f"PROSPECT_LISTS_KEPT={value!r}: expected a whole"):
+        load_config(tmp_path, {"XINYIDAI_ENV": "development", "PROSPECT_LISTS_KEPT": value})
+    kept = load_config(tmp_path, {"XINYIDAI_ENV": "development", "PROSPECT_LISTS_KEPT": "0"})
+    assert kept["PROSPECT_LISTS_KEPT"] == 0
+
+
 def test_database_url_defaults_to_sqlite_and_maps_postgres_driver(tmp_path):
     assert database_url(None, tmp_path) == f"sqlite:///{tmp_path / 'xinyidai.db'}"
     assert database_url("postgres://u@h/db", tmp_path) == "postgresql+psycopg://u@h/db"
