@@ -250,7 +250,7 @@ class ProspectLists:
         self.size = size
         self._lists: OrderedDict[int, ProspectList] = OrderedDict()
         self._lock = threading.Lock()
-        self.built = 0  # lists built by this process (tests and benchmarks read it)
+        self.built = 0  # lists built by this process (tests read it)
 
     def get(
         self, bank_id: int, epoch: tuple[int, int] | None, now: dt.datetime
@@ -278,12 +278,16 @@ class ProspectLists:
             self._lists.pop(bank_id, None)
 
 
+# Where an application keeps its lists (``app.extensions``); removing it forgets them all.
+KEPT_LISTS = "xinyidai.prospect_lists"
+
+
 def kept_prospect_lists() -> ProspectLists:
     """This application's kept lists (``PROSPECT_LISTS_KEPT`` banks at most)."""
-    lists: ProspectLists | None = current_app.extensions.get("xinyidai.prospect_lists")
+    lists: ProspectLists | None = current_app.extensions.get(KEPT_LISTS)
     if lists is None:
         size = int(current_app.config["PROSPECT_LISTS_KEPT"])
-        lists = current_app.extensions.setdefault("xinyidai.prospect_lists", ProspectLists(size))
+        lists = current_app.extensions.setdefault(KEPT_LISTS, ProspectLists(size))
     return lists
 
 

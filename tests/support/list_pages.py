@@ -14,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.extensions import db
+from app.services import bank_views
 from tests.conftest import Account, login
 
 DEMO_PASSWORD = "demo password 2026"
@@ -131,7 +132,7 @@ class Visitor:
         path = self.path(template)
         client.get(path)  # warm up: caches, lazily loaded settings
         # At its costliest: the bank's prospect list matched again, not the one kept.
-        self.app.extensions.pop("xinyidai.prospect_lists", None)
+        self.app.extensions.pop(bank_views.KEPT_LISTS, None)
         with capture(self.app) as found:
             response = client.get(path)
         assert response.status_code == 200, (path, response.status_code)

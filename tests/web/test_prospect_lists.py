@@ -47,7 +47,7 @@ def prospects(app, factory):
             user, enterprise = _enterprise(factory)
             _share(user, enterprise, org if one_bank else None)
             ids.append(enterprise.id)
-        app.extensions.pop("xinyidai.prospect_lists", None)
+        app.extensions.pop(bank_views.KEPT_LISTS, None)
     return bank, ids
 
 
