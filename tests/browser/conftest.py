@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -41,9 +42,31 @@ def chromium_path() -> str:
     return path
 
 
+def closing_before_send(app: Flask) -> Any:
+    """The app with each response read whole and its iterable closed before anything is sent.
+
+    Werkzeug's development server closes the response iterable only after draining the
+    request socket, and that drain raises when the browser has already reset the connection
+    (a navigation cancelling a script load). The open static file is then left for the
+    garbage collector, and its ResourceWarning fails the test under ``-W error``. Nothing in
+    the app streams, so reading the body first changes nothing the browser sees.
+    """
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        body = app(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+    return wsgi
+
+
 @pytest.fixture(scope="session")
 def live_server(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, closing_before_send(app), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
