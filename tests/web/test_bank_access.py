@@ -225,8 +225,8 @@ def test_the_profile_page_sends_as_many_statements_for_many_records_as_for_none(
 ):
     """No N+1: the page renders from what the view read, before the view's writes and its
     commit, so rendering 36 records (and two public-credit ones) does not reload them one by
-    one; and it is one
-    transaction (no second BEGIN after the commit for the template's own reads)."""
+    one; and it is one transaction (no second BEGIN after the commit for the template's own
+    reads). A shared scope's records are read once, and only when there are some."""
     bank, ids = matrix
     login(client, bank)
     path = f"/bank/enterprises/{ids['mine']}"
@@ -240,14 +240,17 @@ def test_the_profile_page_sends_as_many_statements_for_many_records_as_for_none(
         full = client.get(path).get_data(as_text=True)
     tax_rows = re.search(r'data-testid="records-tax".*?</article>', full, re.S).group(0)
     assert "No records received yet" in empty and tax_rows.count("<tr>") >= 18
-    # One statement more, and only one: the public-credit records, read once there are some
-    # (the enterprise's SELECT says whether there are; add_records adds two).
-    assert len(after.statements) == len(before.statements) + 1 <= 20
+    # Three statements more, and only three: the records of the two shared scopes and the
+    # public-credit records, each read once there are some (the enterprise's SELECT says
+    # whether there are). Electricity has records too, but is not shared: never read.
+    assert len(after.statements) == len(before.statements) + 3 <= 20
 
-    def public_credit_reads(captured: Any) -> list[str]:
-        return [s for s, _ in captured.statements if s.lstrip().startswith("SELECT public_credit.")]
+    def reads(captured: Any, table: str) -> int:
+        return sum(s.lstrip().startswith(f"SELECT {table}.") for s, _ in captured.statements)
 
-    assert len(public_credit_reads(after)) == 1 and not public_credit_reads(before)
+    tables = ("tax", "social_insurance", "utilities", "provident_fund", "public_credit")
+    assert [reads(before, t) for t in tables] == [0, 0, 0, 0, 0]
+    assert [reads(after, t) for t in tables] == [1, 1, 0, 0, 1]
     # The audit append last (its chain's end, then its INSERT, an executemany the capture
     # leaves out): nothing read after.
     assert re.search(r"audit_event|audit_chain_end", after.statements[-1][0])
