@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -316,9 +317,14 @@ def pct(values: list[float], q: float) -> float:
 PAGE_ROUNDS = 3
 
 
-def pages(size: dict[str, Any], concurrency: int = 16) -> None:
-    import re
+def table_rows(html: str) -> int:
+    """The table rows a page renders (its ``<tr>`` outside a ``<thead>``), at least one: the
+    bare endpoint renders as many for the page's baseline."""
+    rows = len(re.findall(r"<tr[\s>]", html)) - len(re.findall(r"<thead>\s*<tr[\s>]", html))
+    return max(1, rows)
 
+
+def pages(size: dict[str, Any], concurrency: int = 16) -> None:
     n = size["page_enterprises"]
     with bench_schema() as env:
         flask(env, "db", "upgrade")
@@ -335,35 +341,44 @@ def pages(size: dict[str, Any], concurrency: int = 16) -> None:
             counts = re.search(r'data-testid="prospect-counts">\D*(\d+)', listing)
             shared = int(counts.group(1)) if counts else rows
             page_paths = ["/bank/prospects", *(f"/bank/enterprises/{i}" for i in ids[:8])]
+            # Each page's baseline: the bare endpoint rendering as many table rows as that
+            # page does (the list its 50 prospects; a profile its shared records, none for
+            # most), in the same order, so the baseline's mix is the pages' mix.
+            bare_paths = [f"/bench/bare?n={table_rows(clients[0].get(p).text)}" for p in page_paths]
             # Warm every gunicorn worker (templates, compiled statements, prepared
             # statements): all the clients on every path, so each worker serves some, for a
             # few seconds before anything is measured.
-            warm_paths = [*page_paths, f"/bench/bare?n={rows}"]
-            load(clients, warm_paths, max(2.0, size["page_seconds"] / 4))
+            load(clients, [*page_paths, *bare_paths], max(2.0, size["page_seconds"] / 4))
             seconds = size["page_seconds"]
             # The pair in alternation, PAGE_ROUNDS times (this machine drifts by a third
             # from one minute to the next): each side's figure is over all its rounds.
             bare_parts, page_parts = [], []
             for _ in range(PAGE_ROUNDS):
-                bare_parts.append(load(clients, [f"/bench/bare?n={rows}"], seconds / PAGE_ROUNDS))
+                bare_parts.append(load(clients, bare_paths, seconds / PAGE_ROUNDS))
                 page_parts.append(load(clients, page_paths, seconds / PAGE_ROUNDS))
             bare_rps, bare_ms, _ = pooled(bare_parts)
             rps, ms, errors = pooled(page_parts)
-            label = f"{n} enterprises, {rows} of {shared} prospects shown, {concurrency} clients"
+            counts_shown = ", ".join(path.split("=")[1] for path in bare_paths)
+            label = (
+                f"{n} enterprises, {rows} of {shared} prospects shown, {concurrency} clients; "
+                f"table rows per page {counts_shown}"
+            )
             emit("page_rps", rps, "requests/s", bare_rps, label, errors=errors)
             emit("page_p50_ms", pct(ms, 50), "ms", pct(bare_ms, 50), label, inverse=True)
             emit("page_p95_ms", pct(ms, 95), "ms", pct(bare_ms, 95), label, inverse=True)
-            for name, paths in (
-                ("page_prospects", ["/bank/prospects"]),
-                ("page_profile", page_paths[1:]),
+            for name, paths, baseline in (
+                ("page_prospects", page_paths[:1], bare_paths[:1]),
+                ("page_profile", page_paths[1:], bare_paths[1:]),
             ):
+                # Each alone, against its own rows' baseline, back to back.
+                own_rps, own_ms, _ = load(clients, baseline, max(2.0, seconds / 2))
                 one_rps, one_ms, _ = load(clients, paths, max(2.0, seconds / 2))
-                emit(f"{name}_rps", one_rps, "requests/s", bare_rps, label)
-                emit(f"{name}_p95_ms", pct(one_ms, 95), "ms", pct(bare_ms, 95), label, inverse=True)
+                emit(f"{name}_rps", one_rps, "requests/s", own_rps, label)
+                emit(f"{name}_p95_ms", pct(one_ms, 95), "ms", pct(own_ms, 95), label, inverse=True)
             # One client alone: the latency of the page itself, with no request queued behind
             # another (with 16 clients on 2 cores, p50 ≈ 16 / throughput is mostly waiting).
             solo = f"{n} enterprises, {rows} of {shared} prospects shown, 1 client"
-            _, bare_solo, _ = load(clients[:1], [f"/bench/bare?n={rows}"], max(2.0, seconds / 2))
+            _, bare_solo, _ = load(clients[:1], bare_paths, max(2.0, seconds / 2))
             _, page_solo, _ = load(clients[:1], page_paths, max(2.0, seconds / 2))
             emit("page_solo_p50_ms", pct(page_solo, 50), "ms", pct(bare_solo, 50), solo,
                  inverse=True)  # fmt: skip
