@@ -331,27 +331,21 @@ def _cell(value: Any) -> Cell:
 )  # fmt: skip
 def profile_list(query: ProfileQuery) -> ProfileList:
     """Enterprises whose live sharing grant names this bank (or every bank) — the bank's
-    prospect list — with the bank's published products each one qualifies for."""
+    prospect list, in its order, from the list the web process keeps (README, *What a bank
+    sees*) — with the bank's published products each one qualifies for."""
     actor = _actor()
-    items = bank_views.prospects(actor)
-    if query.region:
-        items = [p for p in items if p.enterprise.region_code.startswith(query.region)]
-    if query.industry:
-        items = [p for p in items if p.enterprise.industry_code.startswith(query.industry)]
-    if query.eligible_only:
-        items = [p for p in items if p.matching_products]
-    window, page = _page(query, len(items))
+    where = bank_views.ProspectFilter(query.region, query.industry, query.eligible_only)
+    start = (query.page - 1) * query.per_page
+    found = bank_views.prospect_slice(actor, where, start, query.per_page)
+    _window, page = _page(query, found.total)
     audit.record(
         "api.profiles.list", actor=actor, object_type="provider_client",
-        object_id=current_client().client_id, details={"count": len(items)},
+        object_id=current_client().client_id, details={"count": found.total},
     )  # fmt: skip
     return ProfileList(
         items=[
-            ProfileSummary(
-                enterprise=_enterprise_out(p.enterprise),
-                matching_product_ids=[product.id for product in p.matching_products],
-            )
-            for p in items[window]
+            ProfileSummary(enterprise=_enterprise_out(row), matching_product_ids=list(ids))
+            for row, ids in found.items
         ],
         page=page,
     )

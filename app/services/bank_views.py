@@ -18,6 +18,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import sqlalchemy as sa
 from flask import current_app
 from flask_babel import force_locale
@@ -226,6 +227,13 @@ class ProspectList:
     product_set: array[int]  # each prospect's index in product_sets
     product_sets: tuple[str, ...]  # each set of matched products' joined names ("" = none)
     qualified: int  # prospects matching at least one product
+    # For the Open API's filters (``GET /profiles``): each set's product ids, and each
+    # prospect's region and industry code as an index into the distinct codes.
+    product_ids: tuple[tuple[int, ...], ...] = ()
+    region: array[int] = field(default_factory=lambda: array("I"))
+    regions: tuple[str, ...] = ()
+    industry: array[int] = field(default_factory=lambda: array("I"))
+    industries: tuple[str, ...] = ()
 
     def fresh(self, epoch: tuple[int, int] | None, now: dt.datetime) -> bool:
         return epoch == self.epoch and self.built_at <= now < self.valid_until
@@ -242,7 +250,7 @@ class ProspectPage:
 
 class ProspectLists:
     """The lists a process keeps, at most ``size`` banks' (the least recently shown one is
-    dropped first); safe to share among a process's threads. A list takes about 12 bytes a
+    dropped first); safe to share among a process's threads. A list takes about 20 bytes a
     prospect."""
 
     def __init__(self, size: int) -> None:
@@ -301,11 +309,99 @@ def prospect_page(actor: User, page: int, now: dt.datetime | None = None) -> Pro
     not left to a cache), the list is matched again at once, and the page and its counts
     come from that."""
     now = now or utcnow()
-    bank: Organization = actor.organization
-    if not authorization.is_active_bank(bank):
+    if not authorization.is_active_bank(actor.organization):
         return ProspectPage([], 0, 0, 1, 1)
+    per_page = PROSPECTS_PER_PAGE
+
+    def window(listing: ProspectList) -> range:
+        pages = max(1, -(-len(listing.ids) // per_page))
+        first = (min(max(page, 1), pages) - 1) * per_page
+        return range(first, min(first + per_page, len(listing.ids)))
+
+    listing, positions, rows = _kept_rows(actor, now, window, _page_select())
+    pages = max(1, -(-len(listing.ids) // per_page))
+    shown = [
+        ListedProspect(rows[listing.ids[k]], listing.product_sets[listing.product_set[k]])
+        for k in positions
+    ]
+    return ProspectPage(shown, len(listing.ids), listing.qualified, min(max(page, 1), pages), pages)
+
+
+@dataclass(frozen=True)
+class ProspectFilter:
+    """The Open API's filters of a bank's prospects (``GET /profiles``)."""
+
+    region: str | None = None  # a GB/T 2260 prefix
+    industry: str | None = None  # a GB/T 4754 prefix
+    eligible_only: bool = False  # only those qualifying for one of the bank's products
+
+
+@dataclass
+class ProspectSlice:
+    """A slice of the filtered prospects: each enterprise row (:data:`_PROSPECT_COLUMNS`)
+    with the ids of the bank's products it qualifies for, and how many passed the filter."""
+
+    items: list[tuple[Any, tuple[int, ...]]]
+    total: int
+
+
+def prospect_slice(
+    actor: User, where: ProspectFilter, start: int, count: int, now: dt.datetime | None = None
+) -> ProspectSlice:
+    """``count`` of the bank's prospects that pass ``where``, from the ``start``-th (from
+    0), in the list's order — from the list kept for :func:`prospect_page`, so a bank's
+    system paging through a hundred thousand prospects does not match them all again for
+    every page; the slice's enterprises are read through the live sharing grants as the
+    list page's are."""
+    now = now or utcnow()
+    if not authorization.is_active_bank(actor.organization):
+        return ProspectSlice([], 0)
+    total = 0
+
+    def pick(listing: ProspectList) -> list[int]:
+        nonlocal total
+        passing = filtered_positions(listing, where)
+        total = len(passing)
+        return passing[max(start, 0) : max(start, 0) + max(count, 0)]
+
+    listing, positions, rows = _kept_rows(actor, now, pick, _slice_select())
+    items = [(rows[listing.ids[k]], listing.product_ids[listing.product_set[k]]) for k in positions]
+    return ProspectSlice(items, total)
+
+
+def filtered_positions(listing: ProspectList, where: ProspectFilter) -> list[int]:
+    """The positions in ``listing`` of the prospects that pass ``where``, in order: each
+    filter decided once per distinct code or product set, then taken for every prospect."""
+    if not listing.ids:
+        return []
+    keep = np.ones(len(listing.ids), dtype=bool)
+    for prefix, codes, of in (
+        (where.region, listing.regions, listing.region),
+        (where.industry, listing.industries, listing.industry),
+    ):
+        if prefix:
+            passes = np.array([code.startswith(prefix) for code in codes], dtype=bool)
+            keep &= passes[np.frombuffer(of, dtype=f"u{of.itemsize}")]
+    if where.eligible_only:
+        qualifies = np.array([bool(ids) for ids in listing.product_ids], dtype=bool)
+        sets = listing.product_set
+        keep &= qualifies[np.frombuffer(sets, dtype=f"u{sets.itemsize}")]
+    return [int(k) for k in np.flatnonzero(keep)]
+
+
+def _kept_rows(
+    actor: User,
+    now: dt.datetime,
+    pick: Callable[[ProspectList], Sequence[int]],
+    select: sa.Select[Any],
+) -> tuple[ProspectList, Sequence[int], dict[int, Any]]:
+    """The actor's bank's prospect list (kept while fresh, else matched again and kept), the
+    positions in it ``pick`` chose whose enterprises a live sharing grant allows, and their
+    rows by id, read by ``select`` through those grants (it binds ``ids``, ``bank_id``,
+    ``now``). Were a kept list to name an enterprise no live grant allows, the list is
+    matched again and picked anew."""
+    bank: Organization = actor.organization
     lists = kept_prospect_lists()
-    asked = page
     for kept_allowed in (True, False):
         epoch, writing = match_epoch()  # first: a change committed after it makes it differ
         kept = lists.get(bank.id, epoch, now) if kept_allowed and not writing else None
@@ -314,28 +410,19 @@ def prospect_page(actor: User, page: int, now: dt.datetime | None = None) -> Pro
             lists.put(bank.id, listing, keep=epoch is not None and not writing)
         else:
             listing = kept
-        per_page = PROSPECTS_PER_PAGE
-        pages = max(1, -(-len(listing.ids) // per_page))
-        page = min(max(asked, 1), pages)
-        first = (page - 1) * per_page
-        ids = listing.ids[first : first + per_page]
+        positions = pick(listing)
+        ids = [listing.ids[k] for k in positions]
         rows = {
             row.id: row
-            for row in db.session.execute(
-                _page_select(), {"ids": list(ids), "bank_id": bank.id, "now": now}
-            )
+            for row in db.session.execute(select, {"ids": ids, "bank_id": bank.id, "now": now})
         }
-        if len(rows) == len(ids):
+        if kept is None or len(rows) == len(ids):
             break
         # A kept list named an enterprise no live grant allows: matched again now, so that
         # neither its row nor the counts show it.
         lists.drop(bank.id)
-    shown = [
-        ListedProspect(rows[eid], listing.product_sets[listing.product_set[first + k]])
-        for k, eid in enumerate(ids)
-        if eid in rows
-    ]
-    return ProspectPage(shown, len(listing.ids), listing.qualified, page, pages)
+    # (A grant ending between a fresh list's matching and this read: its row is left out.)
+    return listing, [k for k in positions if listing.ids[k] in rows], rows
 
 
 def match_epoch() -> tuple[tuple[int, int] | None, bool]:
@@ -363,17 +450,30 @@ def _epoch_select(dialect: str) -> sa.Select[*tuple[Any, ...]]:
 
 def _prospect_list(actor: User, epoch: tuple[int, int] | None, now: dt.datetime) -> ProspectList:
     everyone = prospects(actor, now)
-    sets: dict[str, int] = {}
-    product_set = array("I", [sets.setdefault(p.product_names, len(sets)) for p in everyone])
+    # Prospects qualifying for the same products share one list (a handful of sets).
+    sets: dict[tuple[int, ...], tuple[int, str]] = {}
+    product_set = array("I")
+    for p in everyone:
+        key = tuple(product.id for product in p.matching_products)
+        product_set.append(sets.setdefault(key, (len(sets), p.product_names))[0])
+    regions: dict[str, int] = {}
+    industries: dict[str, int] = {}
     return ProspectList(
         epoch=epoch or (0, 0),
         built_at=now,
         valid_until=_valid_until(actor.organization_id, now),
         ids=array("q", [p.enterprise.id for p in everyone]),
         product_set=product_set,
-        product_sets=tuple(sets),
+        product_sets=tuple(names for _index, names in sets.values()),
         qualified=sum(1 for p in everyone if p.matching_products),
-    )
+        product_ids=tuple(sets),
+        region=array("I", [regions.setdefault(p.enterprise.region_code, len(regions))
+                           for p in everyone]),
+        regions=tuple(regions),
+        industry=array("I", [industries.setdefault(p.enterprise.industry_code, len(industries))
+                             for p in everyone]),
+        industries=tuple(industries),
+    )  # fmt: skip
 
 
 def _valid_until(bank_id: int, now: dt.datetime) -> dt.datetime:
@@ -419,6 +519,16 @@ def _page_select() -> sa.Select[*tuple[Any, ...]]:
     """A page's enterprises, those still shared with the bank (binds ``ids``, ``bank_id``,
     ``now``)."""
     return sa.select(Enterprise.id, Enterprise.uscc, Enterprise.name, Enterprise.size_class).where(
+        Enterprise.id.in_(sa.bindparam("ids", expanding=True)),
+        Enterprise.id.in_(authorization.shared_with_bank_select()),
+    )
+
+
+@cache
+def _slice_select() -> sa.Select[*tuple[Any, ...]]:
+    """An Open API slice's enterprises (:data:`_PROSPECT_COLUMNS`), those still shared with
+    the bank (binds ``ids``, ``bank_id``, ``now``)."""
+    return sa.select(*_PROSPECT_COLUMNS).where(
         Enterprise.id.in_(sa.bindparam("ids", expanding=True)),
         Enterprise.id.in_(authorization.shared_with_bank_select()),
     )
@@ -549,7 +659,7 @@ def show_profile(
 
 
 @cache
-def _enterprise_select() -> sa.Select[Any]:
+def _enterprise_select() -> sa.Select[*tuple[Any, ...]]:
     """An enterprise, its latest profile (None when it has none), whether anything of it is
     under objection, whether it has public-credit records, and for each of
     :data:`RECORD_SCOPES` whether it has any record (the page reads a scope's records only
