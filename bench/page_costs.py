@@ -25,8 +25,9 @@ Each line is ``{"name", "value", "unit", "baseline", "ratio", "n"}`` with the ba
 rendering the prospect list's rows as baseline (``ratio`` = bare / value, as the prospect
 list's ``page_rps`` ratio would be if requests cost only this process's CPU; ``page_rps``
 pairs each profile with the bare endpoint rendering that profile's own table rows, fewer
-than 50 on a profile without shared records, more on one with). The page benchmark proper (gunicorn, 16 clients) adds the database's
-and the clients' share; this splits the application's.
+than 50 on a profile without shared records, more on one with). The page benchmark proper
+(gunicorn, 16 clients) adds the database's and the clients' share; this splits the
+application's.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ def listed(app_ctx: Any, factory: Any, world: World) -> tuple[World, str, Any]:
         enterprise.region_code, enterprise.industry_code = region, industry
         enterprise.size_class = size
         sme = db.session.get(User, account.user_id)
+        assert sme is not None
         share(sme, enterprise, world.bank.org_id if k % 2 else None)
     _product(world.bank.admin, name="小微同名贷", size_classes=("micro",))
     _product(world.bank.admin, name="小微同名贷", size_classes=("small",))
@@ -51,7 +52,7 @@ def listed(app_ctx: Any, factory: Any, world: World) -> tuple[World, str, Any]:
 
 def _expected(world: World, keep: Any = lambda p: True) -> list[tuple[int, list[int]]]:
     """What the list page would show, filtered as the old per-request matching did."""
-    everyone = bank_views.prospects(db.session.get(User, world.bank.admin.id))
+    everyone = bank_views.prospects(world.bank.admin)
     return [
         (p.enterprise.id, [product.id for product in p.matching_products])
         for p in everyone
@@ -83,7 +84,9 @@ def test_paging_through_the_profiles_matches_the_list_once_and_keeps_its_order(l
 
 def test_two_products_of_one_name_keep_their_own_ids(listed):
     world, token, client = listed
-    micro = set(db.session.scalars(sa.select(Enterprise.id).where(Enterprise.size_class == "micro")))
+    micro = set(
+        db.session.scalars(sa.select(Enterprise.id).where(Enterprise.size_class == "micro"))
+    )
     by_id = dict(_items(_get(client, token, "per_page=50")))
     micro_ids = {eid: ids for eid, ids in by_id.items() if eid in micro}
     small_ids = {eid: ids for eid, ids in by_id.items() if eid not in micro and ids}
@@ -105,9 +108,11 @@ def test_two_products_of_one_name_keep_their_own_ids(listed):
         ("eligible_only=true", lambda p: bool(p.matching_products)),
         (
             "region=3501&industry=C&eligible_only=true",
-            lambda p: p.enterprise.region_code.startswith("3501")
-            and p.enterprise.industry_code.startswith("C")
-            and bool(p.matching_products),
+            lambda p: (
+                p.enterprise.region_code.startswith("3501")
+                and p.enterprise.industry_code.startswith("C")
+                and bool(p.matching_products)
+            ),
         ),
         ("region=12", lambda p: False),
     ],
@@ -126,7 +131,9 @@ def _revoke_first(world: World) -> int:
     """Revokes the sharing grant of the first enterprise the API lists; returns its id."""
     first = _expected(world)[0][0]
     grant = db.session.scalar(sa.select(Authorization).where(Authorization.enterprise_id == first))
+    assert grant is not None
     owner = db.session.get(User, grant.granted_by_user_id)
+    assert owner is not None
     authz.revoke(owner, grant)
     db.session.commit()
     return first
