@@ -437,11 +437,10 @@ def _application(application_id: int) -> LoanApplication:
 def application_list(query: ApplicationQuery) -> ApplicationList:
     """Applications to this bank that it may see now — from enterprises that share with it,
     or already accepted (its contracts) — soonest deadline first; filter by ``status``."""
-    items = applications.for_bank(_actor())
-    if query.status is not None:
-        items = [a for a in items if a.status.value == query.status.value]
-    window, page = _page(query, len(items))
-    return ApplicationList(items=[_application_out(a) for a in items[window]], page=page)
+    status = None if query.status is None else ApplicationStatus(query.status.value)
+    found = applications.page_for_bank(_actor(), query.page, status, query.per_page, clamp=False)
+    _window, page = _page(query, found.total)
+    return ApplicationList(items=[_application_out(a) for a in found.items], page=page)
 
 
 @operation(
@@ -531,9 +530,9 @@ def application_disburse(application_id: int, body: DisbursementIn) -> LoanOut:
 )  # fmt: skip
 def loan_list(query: PageQuery) -> LoanList:
     """Every loan this bank disbursed, newest first."""
-    items = loans.for_bank(_actor())
-    window, page = _page(query, len(items))
-    return LoanList(items=[_loan_out(loan) for loan in items[window]], page=page)
+    found = loans.page_for_bank(_actor(), query.page, query.per_page, clamp=False)
+    _window, page = _page(query, found.total)
+    return LoanList(items=[_loan_out(loan) for loan in found.items], page=page)
 
 
 @operation(

@@ -29,12 +29,14 @@ def _addressed_to_me(application_id: int) -> LoanApplication:
 
 @bp.get("/applications")
 def application_list() -> Any:
-    items = applications.for_bank(current_user)
+    """The bank's applications, soonest deadline first, fifty a page."""
+    listing = applications.page_for_bank(current_user, request.args.get("page", 1, type=int) or 1)
     return render_template(
         "bank/applications.html",
-        applications=items,
+        applications=listing.items,
+        listing=listing,
         labels=applications.STATUS_LABELS,
-        overdue={a.id for a in items if applications.is_overdue(a)},
+        overdue={a.id for a in listing.items if applications.is_overdue(a)},
     )
 
 
@@ -131,8 +133,10 @@ def application_disburse(application_id: int) -> Any:
 
 @bp.get("/loans")
 def loan_list() -> Any:
+    """The bank's loans, newest first, fifty a page."""
+    listing = loans.page_for_bank(current_user, request.args.get("page", 1, type=int) or 1)
     return render_template(
-        "bank/loans.html", loans=loans.for_bank(current_user), action_form=ConfirmForm()
+        "bank/loans.html", loans=listing.items, listing=listing, action_form=ConfirmForm()
     )
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import selectinload
 
-from app.services import audit, authorization, notifications, offers, workdays
+from app.services import audit, authorization, notifications, offers, paging, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.authorization import Action
 from models import (
@@ -404,27 +404,45 @@ def visible_to_bank(app: LoanApplication, bank_org_id: int, now: dt.datetime | N
 
 def for_bank(actor: User, now: dt.datetime | None = None) -> list[LoanApplication]:
     """Applications addressed to the actor's bank that it may see now (see
-    :func:`visible_to_bank`; drafts are the enterprise's own)."""
+    :func:`visible_to_bank`; drafts are the enterprise's own), soonest deadline first."""
+    return list(db.session.scalars(_bank_applications(actor, None, now)))
+
+
+def page_for_bank(
+    actor: User,
+    page: int,
+    status: S | None = None,
+    per_page: int = paging.PER_PAGE,
+    clamp: bool = True,
+    now: dt.datetime | None = None,
+) -> paging.Page[LoanApplication]:
+    """A page of :func:`for_bank` (those in ``status`` only, if given), read in SQL, with
+    how many there are in all (past the end: :func:`paging.page_of`)."""
+    return paging.page_of(_bank_applications(actor, status, now), page, per_page, clamp)
+
+
+def _bank_applications(
+    actor: User, status: S | None, now: dt.datetime | None
+) -> sa.Select[LoanApplication]:
     if actor.org_kind is not OrgKind.BANK:
         raise PermissionRefused(_l("Only banks receive applications."))
     shared = authorization.shared_with_bank(actor.organization, now)
-    return list(
-        db.session.scalars(
-            sa.select(LoanApplication)
-            .options(_LIST_LOADS, selectinload(LoanApplication.enterprise))
-            .where(
-                LoanApplication.bank_org_id == actor.organization_id,
-                LoanApplication.status != S.DRAFT,
-                sa.or_(
-                    LoanApplication.status.in_(CONTRACT_STATUSES),
-                    LoanApplication.enterprise_id.in_(shared),
-                ),
-            )
-            .order_by(
-                LoanApplication.respond_by.is_(None), LoanApplication.respond_by, LoanApplication.id
-            )
+    query = (
+        sa.select(LoanApplication)
+        .options(_LIST_LOADS, selectinload(LoanApplication.enterprise))
+        .where(
+            LoanApplication.bank_org_id == actor.organization_id,
+            LoanApplication.status != S.DRAFT,
+            sa.or_(
+                LoanApplication.status.in_(CONTRACT_STATUSES),
+                LoanApplication.enterprise_id.in_(shared),
+            ),
+        )
+        .order_by(
+            LoanApplication.respond_by.is_(None), LoanApplication.respond_by, LoanApplication.id
         )
     )
+    return query if status is None else query.where(LoanApplication.status == status)
 
 
 def overdue(now: dt.datetime | None = None) -> list[LoanApplication]:

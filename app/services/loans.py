@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import selectinload
 
-from app.services import applications, audit, authorization, pool, workdays
+from app.services import applications, audit, authorization, paging, pool, workdays
 from app.services.accounts import AccountError, PermissionRefused
 from models import (
     ApplicationStatus,
@@ -147,13 +147,24 @@ def has_active_loan(bank_org_id: int, enterprise_id: int) -> bool:
 
 
 def for_bank(actor: User) -> list[Loan]:
-    return list(
-        db.session.scalars(
-            sa.select(Loan)
-            .options(selectinload(Loan.enterprise))
-            .where(Loan.bank_org_id == actor.organization_id)
-            .order_by(Loan.disbursed_on.desc())
-        )
+    """Every loan of the actor's bank, newest first."""
+    return list(db.session.scalars(_bank_loans(actor)))
+
+
+def page_for_bank(
+    actor: User, page: int, per_page: int = paging.PER_PAGE, clamp: bool = True
+) -> paging.Page[Loan]:
+    """A page of :func:`for_bank`, read in SQL, with the bank's number of loans (past the
+    end: :func:`paging.page_of`)."""
+    return paging.page_of(_bank_loans(actor), page, per_page, clamp)
+
+
+def _bank_loans(actor: User) -> sa.Select[Loan]:
+    return (
+        sa.select(Loan)
+        .options(selectinload(Loan.enterprise))
+        .where(Loan.bank_org_id == actor.organization_id)
+        .order_by(Loan.disbursed_on.desc(), Loan.id.desc())
     )
 
 

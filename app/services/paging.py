@@ -1,0 +1,37 @@
+"""A page of a list query and the list's total, read in SQL (a bank's loans and
+applications grow with a province's lending: never read whole to show fifty)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+
+from models import db
+
+T = TypeVar("T")
+PER_PAGE = 50
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    page: int  # from 1
+    pages: int
+
+
+def page_of(
+    query: sa.Select[Any], page: int, per_page: int = PER_PAGE, clamp: bool = True
+) -> Page[Any]:
+    """Page ``page`` of ``query``'s entities (ordered by it: give it a unique last order
+    key, so no row moves between pages), and how many the query has in all. A page past
+    the end is the last one, or (``clamp`` false, as the Open API answers) empty."""
+    total = db.session.scalar(
+        sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+    )
+    pages = max(1, -(-int(total or 0) // per_page))
+    page = min(max(page, 1), pages) if clamp else max(page, 1)
+    items = list(db.session.scalars(query.offset((page - 1) * per_page).limit(per_page)))
+    return Page(items, int(total or 0), page, pages)
