@@ -436,7 +436,8 @@ def _application(application_id: int) -> LoanApplication:
 )  # fmt: skip
 def application_list(query: ApplicationQuery) -> ApplicationList:
     """Applications to this bank that it may see now — from enterprises that share with it,
-    or already accepted (its contracts) — soonest deadline first; filter by ``status``."""
+    or already accepted (its contracts) — those awaiting its answer first, soonest deadline
+    first, then the others, newest first; filter by ``status``."""
     status = None if query.status is None else ApplicationStatus(query.status.value)
     found = applications.page_for_bank(_actor(), query.page, status, query.per_page, clamp=False)
     _window, page = _page(query, found.total)

@@ -404,7 +404,8 @@ def visible_to_bank(app: LoanApplication, bank_org_id: int, now: dt.datetime | N
 
 def for_bank(actor: User, now: dt.datetime | None = None) -> list[LoanApplication]:
     """Applications addressed to the actor's bank that it may see now (see
-    :func:`visible_to_bank`; drafts are the enterprise's own), soonest deadline first."""
+    :func:`visible_to_bank`; drafts are the enterprise's own): those awaiting the bank's
+    answer first, soonest deadline first; then the others, newest first."""
     return list(db.session.scalars(_bank_applications(actor, None, now)))
 
 
@@ -421,26 +422,39 @@ def page_for_bank(
     return paging.page_of(_bank_applications(actor, status, now), page, per_page, clamp)
 
 
+AWAITING_BANK = (S.SUBMITTED, S.UNDER_REVIEW)  # the bank's answer is due by ``respond_by``
+
+
 def _bank_applications(
     actor: User, status: S | None, now: dt.datetime | None
 ) -> sa.Select[LoanApplication]:
     if actor.org_kind is not OrgKind.BANK:
         raise PermissionRefused(_l("Only banks receive applications."))
-    shared = authorization.shared_with_bank(actor.organization, now)
+    contract = LoanApplication.status.in_(CONTRACT_STATUSES)
+    # The bank's live sharing grants as a subquery (a province's bank may have more
+    # enterprises sharing with it than a statement may carry parameters).
+    visible = (
+        sa.or_(contract, LoanApplication.enterprise_id.in_(authorization.shared_with_bank_select()))
+        if authorization.is_active_bank(actor.organization)
+        else contract
+    )
+    awaiting = LoanApplication.status.in_(AWAITING_BANK)
+    deadline = sa.case((awaiting, LoanApplication.respond_by))
     query = (
         sa.select(LoanApplication)
         .options(_LIST_LOADS, selectinload(LoanApplication.enterprise))
         .where(
             LoanApplication.bank_org_id == actor.organization_id,
             LoanApplication.status != S.DRAFT,
-            sa.or_(
-                LoanApplication.status.in_(CONTRACT_STATUSES),
-                LoanApplication.enterprise_id.in_(shared),
-            ),
+            visible,
         )
         .order_by(
-            LoanApplication.respond_by.is_(None), LoanApplication.respond_by, LoanApplication.id
+            sa.case((awaiting, 0), else_=1),
+            deadline.is_(None),
+            deadline,
+            LoanApplication.id.desc(),
         )
+        .params(bank_id=actor.organization_id, now=now or utcnow())
     )
     return query if status is None else query.where(LoanApplication.status == status)
 

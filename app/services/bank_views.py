@@ -229,11 +229,18 @@ class ProspectList:
     qualified: int  # prospects matching at least one product
     # For the Open API's filters (``GET /profiles``): each set's product ids, and each
     # prospect's region and industry code as an index into the distinct codes.
-    product_ids: tuple[tuple[int, ...], ...] = ()
-    region: array[int] = field(default_factory=lambda: array("I"))
-    regions: tuple[str, ...] = ()
-    industry: array[int] = field(default_factory=lambda: array("I"))
-    industries: tuple[str, ...] = ()
+    product_ids: tuple[tuple[int, ...], ...]
+    region: array[int]
+    regions: tuple[str, ...]
+    industry: array[int]
+    industries: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if not (len(self.product_set) == len(self.region) == len(self.industry) == n) or len(
+            self.product_ids
+        ) != len(self.product_sets):
+            raise ValueError("a prospect list's arrays must be as long as its ids")
 
     def fresh(self, epoch: tuple[int, int] | None, now: dt.datetime) -> bool:
         return epoch == self.epoch and self.built_at <= now < self.valid_until
@@ -362,18 +369,19 @@ def prospect_slice(
         nonlocal total
         passing = filtered_positions(listing, where)
         total = len(passing)
-        return passing[max(start, 0) : max(start, 0) + max(count, 0)]
+        return passing[max(start, 0) : max(start, 0) + max(count, 0)].tolist()
 
     listing, positions, rows = _kept_rows(actor, now, pick, _slice_select())
     items = [(rows[listing.ids[k]], listing.product_ids[listing.product_set[k]]) for k in positions]
     return ProspectSlice(items, total)
 
 
-def filtered_positions(listing: ProspectList, where: ProspectFilter) -> list[int]:
-    """The positions in ``listing`` of the prospects that pass ``where``, in order: each
-    filter decided once per distinct code or product set, then taken for every prospect."""
-    if not listing.ids:
-        return []
+def filtered_positions(listing: ProspectList, where: ProspectFilter) -> np.ndarray[Any, Any]:
+    """The positions in ``listing`` of the prospects that pass ``where``, in order (an
+    array: a slice of it becomes Python ints, not all of a hundred thousand): each filter
+    decided once per distinct code or product set, then taken for every prospect."""
+    if not where.region and not where.industry and not where.eligible_only:
+        return np.arange(len(listing.ids))
     keep = np.ones(len(listing.ids), dtype=bool)
     for prefix, codes, of in (
         (where.region, listing.regions, listing.region),
@@ -386,7 +394,7 @@ def filtered_positions(listing: ProspectList, where: ProspectFilter) -> list[int
         qualifies = np.array([bool(ids) for ids in listing.product_ids], dtype=bool)
         sets = listing.product_set
         keep &= qualifies[np.frombuffer(sets, dtype=f"u{sets.itemsize}")]
-    return [int(k) for k in np.flatnonzero(keep)]
+    return np.flatnonzero(keep)
 
 
 def _kept_rows(
@@ -398,8 +406,10 @@ def _kept_rows(
     """The actor's bank's prospect list (kept while fresh, else matched again and kept), the
     positions in it ``pick`` chose whose enterprises a live sharing grant allows, and their
     rows by id, read by ``select`` through those grants (it binds ``ids``, ``bank_id``,
-    ``now``). Were a kept list to name an enterprise no live grant allows, the list is
-    matched again and picked anew."""
+    ``now``). Were a kept list to name an enterprise no live grant allows among those
+    picked, the list is matched again and picked anew; one off the picked positions is not
+    seen here (the counts would include it until the epoch or time renews the list, which
+    only a change made with the triggers disabled can delay), but its row is never read."""
     bank: Organization = actor.organization
     lists = kept_prospect_lists()
     for kept_allowed in (True, False):
@@ -662,8 +672,8 @@ def show_profile(
 def _enterprise_select() -> sa.Select[*tuple[Any, ...]]:
     """An enterprise, its latest profile (None when it has none), whether anything of it is
     under objection, whether it has public-credit records, and for each of
-    :data:`RECORD_SCOPES` whether it has any record (the page reads a scope's records only
-    when it has some: four statements fewer on a profile with none); binds
+    :data:`RECORD_SCOPES` whether it has any record (the page reads a shared scope's
+    records only when it has some: a statement fewer per shared scope with none); binds
     ``enterprise_id``."""
     return (
         sa.select(

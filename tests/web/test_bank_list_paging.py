@@ -11,9 +11,10 @@ import pytest
 
 from app.extensions import db
 from app.services import applications, loans
-from models import Enterprise, OrgKind, User
+from models import ApplicationStatus, Enterprise, LoanApplication, Organization, OrgKind, User
 from tests.conftest import login
 from tests.services.pool_support import make_loan
+from tests.web.test_bank_access import _share
 from tests.web.test_matches import _product
 
 LOANS = 55
@@ -75,3 +76,38 @@ def test_a_page_past_the_end_is_empty_when_not_clamped(app, lending):
     assert [loan.id for loan in third.items] == newest_first[40:]
     assert (third.total, third.page, third.pages) == (LOANS, 3, 3)
     assert fourth.items == [] and (fourth.total, fourth.page) == (LOANS, 4)
+
+
+def test_applications_awaiting_an_answer_come_first_soonest_deadline_first(client, app, lending):
+    """Fifty-five disbursed applications with old deadlines, and three awaiting the bank's
+    answer: those three lead page 1, soonest deadline first; then the rest, newest first."""
+    bank, _newest_first = lending
+    with app.app_context():
+        decided = [
+            a.id
+            for a in db.session.query(LoanApplication).filter_by(bank_org_id=bank.organization_id)
+        ]
+        for a in db.session.query(LoanApplication).filter_by(bank_org_id=bank.organization_id):
+            a.respond_by = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)  # long answered
+        first = db.session.get(LoanApplication, decided[0])
+        enterprise = db.session.get(Enterprise, first.enterprise_id)
+        owner = db.session.query(User).filter_by(organization_id=enterprise.organization_id)
+        bank_org = db.session.get(Organization, bank.organization_id)
+        _share(owner.first(), enterprise, bank_org)  # so the bank sees its open requests
+        waiting = []
+        for days, status in ((9, ApplicationStatus.SUBMITTED), (2, ApplicationStatus.UNDER_REVIEW),
+                             (5, ApplicationStatus.SUBMITTED)):  # fmt: skip
+            fresh = LoanApplication(
+                enterprise_id=first.enterprise_id, product_id=first.product_id,
+                bank_org_id=first.bank_org_id, amount=first.amount, term_months=12,
+                purpose="周转", status=status,
+                respond_by=dt.datetime(2026, 12, 1, tzinfo=dt.UTC) + dt.timedelta(days=days),
+            )  # fmt: skip
+            db.session.add(fresh)
+            db.session.flush()
+            waiting.append((days, fresh.id))
+        db.session.commit()
+    login(client, bank)
+    page = _rows(client.get("/bank/applications").get_data(as_text=True), "application")
+    assert page[:3] == [i for _days, i in sorted(waiting)]
+    assert page[3:] == sorted(decided, reverse=True)[:47]

@@ -306,7 +306,8 @@ def test_a_process_keeps_a_bounded_number_of_lists():
     def listing(epoch):
         return bank_views.ProspectList(
             (epoch, 0), now, now + dt.timedelta(hours=1), bank_views.array("q"),
-            bank_views.array("l"), (), 0,
+            bank_views.array("I"), (), 0, (), bank_views.array("I"), (), bank_views.array("I"),
+            (),
         )  # fmt: skip
 
     for bank_id in (1, 2):
