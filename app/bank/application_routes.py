@@ -167,4 +167,5 @@ def loan_event(loan_id: int, kind: str) -> Response:
     else:
         db.session.commit()
         flash(_("Recorded."), "success")
-    return redirect(url_for("bank.loan_list"))
+    # Back to the page the officer was on (the form's action carries it).
+    return redirect(url_for("bank.loan_list", page=request.args.get("page", 1, type=int) or 1))

@@ -12,7 +12,7 @@ import pytest
 from app.extensions import db
 from app.services import applications, loans
 from models import ApplicationStatus, Enterprise, LoanApplication, Organization, OrgKind, User
-from tests.conftest import login
+from tests.conftest import csrf_token, login
 from tests.services.pool_support import make_loan
 from tests.web.test_bank_access import _share
 from tests.web.test_matches import _product
@@ -111,3 +111,22 @@ def test_applications_awaiting_an_answer_come_first_soonest_deadline_first(clien
     page = _rows(client.get("/bank/applications").get_data(as_text=True), "application")
     assert page[:3] == [i for _days, i in sorted(waiting)]
     assert page[3:] == sorted(decided, reverse=True)[:47]
+
+
+def test_recording_a_repayment_returns_to_the_page_it_was_recorded_on(client, lending):
+    bank, newest_first = lending
+    login(client, bank)
+    second = client.get("/bank/loans?page=2").get_data(as_text=True)
+    action = re.search(rf'action="([^"]*/loans/{newest_first[-1]}/repayment[^"]*)"', second)
+    assert action, "the loan's repayment form on page 2"
+    response = client.post(
+        action.group(1).replace("&amp;", "&"),
+        data={
+            "amount": "1000",
+            "occurred_on": "2026-06-01",
+            "csrf_token": csrf_token(client, "/bank/loans"),
+        },
+    )
+    assert response.status_code == 302 and response.location.endswith("/bank/loans?page=2")
+    shown = client.get(response.location).get_data(as_text=True)
+    assert "99,000.00" in shown and newest_first[-1] in _rows(shown, "loan")
