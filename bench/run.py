@@ -370,9 +370,14 @@ def pages(size: dict[str, Any], concurrency: int = 16) -> None:
                 ("page_prospects", page_paths[:1], bare_paths[:1]),
                 ("page_profile", page_paths[1:], bare_paths[1:]),
             ):
-                # Each alone, against its own rows' baseline, back to back.
-                own_rps, own_ms, _ = load(clients, baseline, max(2.0, seconds / 2))
-                one_rps, one_ms, _ = load(clients, paths, max(2.0, seconds / 2))
+                # Each alone against its own rows' baseline, alternating as the mix does.
+                part = max(2.0, seconds / 2 / PAGE_ROUNDS)  # a short window undercounts slow pages
+                own_parts, one_parts = [], []
+                for _ in range(PAGE_ROUNDS):
+                    own_parts.append(load(clients, baseline, part))
+                    one_parts.append(load(clients, paths, part))
+                own_rps, own_ms, _ = pooled(own_parts)
+                one_rps, one_ms, _ = pooled(one_parts)
                 emit(f"{name}_rps", one_rps, "requests/s", own_rps, label)
                 emit(f"{name}_p95_ms", pct(one_ms, 95), "ms", pct(own_ms, 95), label, inverse=True)
             # One client alone: the latency of the page itself, with no request queued behind
