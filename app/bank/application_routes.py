@@ -29,7 +29,8 @@ def _addressed_to_me(application_id: int) -> LoanApplication:
 
 @bp.get("/applications")
 def application_list() -> Any:
-    """The bank's applications, soonest deadline first, fifty a page."""
+    """The bank's applications, those awaiting its answer first (soonest deadline first),
+    then the others newest first; fifty a page."""
     listing = applications.page_for_bank(current_user, request.args.get("page", 1, type=int) or 1)
     return render_template(
         "bank/applications.html",
