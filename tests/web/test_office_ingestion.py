@@ -175,6 +175,7 @@ def test_rejected_rows_are_paginated(client, app, factory, login_as):
     second = client.get(location + "?page=2").get_data(as_text=True)
     assert first.count("<tr data-line=") == 100 and second.count("<tr data-line=") == 30
     assert "Page 2 of 2" in second
+    assert f'href="{location}?page=1" rel="prev"' in second  # the same batch's first page
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(RejectedRow)) == 130
 
