@@ -293,10 +293,14 @@ def _may_see(enterprise: Enterprise) -> bool:
 
 
 def _page(query: PageQuery, total: int) -> tuple[slice, Page]:
+    """The slice of a list read whole that ``query`` asks for, and its :func:`_page_info`."""
     start = (query.page - 1) * query.per_page
-    return slice(start, start + query.per_page), Page(
-        page=query.page, per_page=query.per_page, total=total
-    )
+    return slice(start, start + query.per_page), _page_info(query, total)
+
+
+def _page_info(query: PageQuery, total: int) -> Page:
+    """What a list's answer says of its page (the page read in SQL, or sliced)."""
+    return Page(page=query.page, per_page=query.per_page, total=total)
 
 
 def _unprocessable(exc: AccountError) -> ApiProblem:
@@ -337,7 +341,7 @@ def profile_list(query: ProfileQuery) -> ProfileList:
     where = bank_views.ProspectFilter(query.region, query.industry, query.eligible_only)
     start = (query.page - 1) * query.per_page
     found = bank_views.prospect_slice(actor, where, start, query.per_page)
-    _window, page = _page(query, found.total)
+    page = _page_info(query, found.total)
     audit.record(
         "api.profiles.list", actor=actor, object_type="provider_client",
         object_id=current_client().client_id, details={"count": found.total},
@@ -440,7 +444,7 @@ def application_list(query: ApplicationQuery) -> ApplicationList:
     first, then the others, newest first; filter by ``status``."""
     status = None if query.status is None else ApplicationStatus(query.status.value)
     found = applications.page_for_bank(_actor(), query.page, status, query.per_page, clamp=False)
-    _window, page = _page(query, found.total)
+    page = _page_info(query, found.total)
     return ApplicationList(items=[_application_out(a) for a in found.items], page=page)
 
 
@@ -532,7 +536,7 @@ def application_disburse(application_id: int, body: DisbursementIn) -> LoanOut:
 def loan_list(query: PageQuery) -> LoanList:
     """Every loan this bank disbursed, newest first."""
     found = loans.page_for_bank(_actor(), query.page, query.per_page, clamp=False)
-    _window, page = _page(query, found.total)
+    page = _page_info(query, found.total)
     return LoanList(items=[_loan_out(loan) for loan in found.items], page=page)
 
 
