@@ -37,7 +37,7 @@ def lending(app: Any, factory: Any) -> tuple[Any, list[int]]:
             loan.disbursed_on = dt.date(2026, 1, 1) + dt.timedelta(days=k // 2)
             made.append(loan.id)
         db.session.commit()
-    return bank, sorted(made, key=lambda i: (made.index(i) // 2, i), reverse=True)
+    return bank, made[::-1]  # later days and, within a day, higher ids: the reverse order
 
 
 def _rows(html: str, attribute: str) -> list[int]:
