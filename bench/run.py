@@ -317,6 +317,19 @@ def pct(values: list[float], q: float) -> float:
 PAGE_ROUNDS = 3
 
 
+def alternating(
+    clients: list[Any], baseline: list[str], paths: list[str], seconds: float
+) -> tuple[tuple[float, list[float], int], tuple[float, list[float], int]]:
+    """The baseline's paths and the pages', in turn, PAGE_ROUNDS windows of ``seconds`` each
+    (this machine drifts by a third from one minute to the next): each side :func:`pooled`
+    over its rounds."""
+    base_parts, page_parts = [], []
+    for _ in range(PAGE_ROUNDS):
+        base_parts.append(load(clients, baseline, seconds))
+        page_parts.append(load(clients, paths, seconds))
+    return pooled(base_parts), pooled(page_parts)
+
+
 def table_rows(html: str) -> int:
     """The table rows a page renders (its ``<tr>`` outside a ``<thead>``), at least one: the
     bare endpoint renders as many for the page's baseline."""
@@ -342,22 +355,17 @@ def pages(size: dict[str, Any], concurrency: int = 16) -> None:
             shared = int(counts.group(1)) if counts else rows
             page_paths = ["/bank/prospects", *(f"/bank/enterprises/{i}" for i in ids[:8])]
             # Each page's baseline: the bare endpoint rendering as many table rows as that
-            # page does (the list its 50 prospects; a profile its shared records, none for
-            # most), in the same order, so the baseline's mix is the pages' mix.
+            # page does (the list its 50 prospects; a profile its shared records, none when
+            # it shares none), in the same order, so the baseline's mix is the pages' mix.
             bare_paths = [f"/bench/bare?n={table_rows(clients[0].get(p).text)}" for p in page_paths]
             # Warm every gunicorn worker (templates, compiled statements, prepared
             # statements): all the clients on every path, so each worker serves some, for a
             # few seconds before anything is measured.
             load(clients, [*page_paths, *bare_paths], max(2.0, size["page_seconds"] / 4))
             seconds = size["page_seconds"]
-            # The pair in alternation, PAGE_ROUNDS times (this machine drifts by a third
-            # from one minute to the next): each side's figure is over all its rounds.
-            bare_parts, page_parts = [], []
-            for _ in range(PAGE_ROUNDS):
-                bare_parts.append(load(clients, bare_paths, seconds / PAGE_ROUNDS))
-                page_parts.append(load(clients, page_paths, seconds / PAGE_ROUNDS))
-            bare_rps, bare_ms, _ = pooled(bare_parts)
-            rps, ms, errors = pooled(page_parts)
+            (bare_rps, bare_ms, _), (rps, ms, errors) = alternating(
+                clients, bare_paths, page_paths, seconds / PAGE_ROUNDS
+            )
             counts_shown = ", ".join(path.split("=")[1] for path in bare_paths)
             label = (
                 f"{n} enterprises, {rows} of {shared} prospects shown, {concurrency} clients; "
@@ -370,14 +378,11 @@ def pages(size: dict[str, Any], concurrency: int = 16) -> None:
                 ("page_prospects", page_paths[:1], bare_paths[:1]),
                 ("page_profile", page_paths[1:], bare_paths[1:]),
             ):
-                # Each alone against its own rows' baseline, alternating as the mix does.
-                part = max(2.0, seconds / 2 / PAGE_ROUNDS)  # a short window undercounts slow pages
-                own_parts, one_parts = [], []
-                for _ in range(PAGE_ROUNDS):
-                    own_parts.append(load(clients, baseline, part))
-                    one_parts.append(load(clients, paths, part))
-                own_rps, own_ms, _ = pooled(own_parts)
-                one_rps, one_ms, _ = pooled(one_parts)
+                # Each alone against its own rows' baseline, alternating as the mix does (a
+                # window of 2 s at least: a shorter one undercounts the slower pages).
+                (own_rps, own_ms, _), (one_rps, one_ms, _) = alternating(
+                    clients, baseline, paths, max(2.0, seconds / 2 / PAGE_ROUNDS)
+                )
                 emit(f"{name}_rps", one_rps, "requests/s", own_rps, label)
                 emit(f"{name}_p95_ms", pct(one_ms, 95), "ms", pct(own_ms, 95), label, inverse=True)
             # One client alone: the latency of the page itself, with no request queued behind
