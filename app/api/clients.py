@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from joserfc import jwk
 from joserfc.errors import JoseError
+from sqlalchemy.orm import joinedload
 
 from app.services import audit
 from app.services.accounts import AccountError
@@ -109,7 +110,15 @@ def rotate_secret(actor: User | None, client: ProviderClient) -> IssuedCredentia
 
 
 def clients() -> list[ProviderClient]:
-    return list(db.session.scalars(sa.select(ProviderClient).order_by(ProviderClient.name)))
+    """Every client, by name, with the bank of each bank client (one statement, however
+    many banks have clients)."""
+    return list(
+        db.session.scalars(
+            sa.select(ProviderClient)
+            .options(joinedload(ProviderClient.organization))
+            .order_by(ProviderClient.name)
+        )
+    )
 
 
 def by_client_id(client_id: str) -> ProviderClient | None:

@@ -1,9 +1,12 @@
-"""The list pages of the three sides, visited logged in on a seeded demo, with every SQL
-statement each page sends (for the EXPLAIN index checks and the statement counts)."""
+"""The list pages of the three sides, visited logged in on a seeded demo, and the bank Open
+API's lists, called with a token of the demo bank's API client, with every SQL statement
+each sends (for the EXPLAIN index checks and the statement counts)."""
 
 from __future__ import annotations
 
+import base64
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +22,10 @@ from tests.conftest import Account, login
 
 DEMO_PASSWORD = "demo password 2026"
 
-# (login, path): every list and filter of the UI; {enterprise} is a shared enterprise's id.
+API = "api:bank@demo.test"  # the demo bank's Open API client, with every bank scope
+
+# (login, path): every list and filter of the UI and of the bank Open API; {enterprise} is a
+# shared enterprise's id.
 PAGES: list[tuple[str, str]] = [
     ("bank@demo.test", "/bank/"),
     ("bank@demo.test", "/bank/products"),
@@ -58,6 +64,13 @@ PAGES: list[tuple[str, str]] = [
     ("office@demo.test", "/office/models"),
     ("office@demo.test", "/office/providers"),
     ("office@demo.test", "/notifications"),
+    (API, "/api/v1/profiles"),
+    (API, "/api/v1/profiles?region=35&industry=C&eligible_only=true&page=2&per_page=5"),
+    (API, "/api/v1/profiles/{enterprise}"),
+    (API, "/api/v1/applications"),
+    (API, "/api/v1/applications?status=submitted"),
+    (API, "/api/v1/loans"),
+    (API, "/api/v1/needs"),
 ]
 
 
@@ -102,18 +115,49 @@ def seed(app: Flask, enterprises: int) -> None:
     assert result.exit_code == 0, result.output
 
 
+def api_token(app: Flask, client: FlaskClient, email: str) -> str:
+    """An access token of an Open API client (every bank scope) of the bank ``email`` works
+    for, registered for it."""
+    from app.api.clients import create_bank_client
+    from models import User
+    from models.provider import BANK_SCOPES
+
+    with app.app_context():
+        officer = db.session.scalar(sa.select(User).where(User.email == email))
+        assert officer is not None, email
+        issued = create_bank_client(
+            None, officer.organization, f"list pages {uuid.uuid4().hex[:8]}", list(BANK_SCOPES)
+        )
+        pair = f"{issued.client.client_id}:{issued.client_secret}"
+        db.session.commit()
+    basic = base64.b64encode(pair.encode()).decode()
+    response = client.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert response.status_code == 200, response.get_json()
+    return str(response.get_json()["access_token"])
+
+
 class Visitor:
-    """One logged-in client per demo login."""
+    """One logged-in client per demo login; for ``api:<login>``, an Open API client of that
+    login's bank."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.clients: dict[str, FlaskClient] = {}
+        self.headers: dict[str, dict[str, str]] = {}
         self.enterprise_id: int | None = None
 
     def client(self, email: str) -> FlaskClient:
         if email not in self.clients:
             client = self.app.test_client()
-            login(client, Account(email, DEMO_PASSWORD, 0, 0))
+            if email.startswith("api:"):
+                token = api_token(self.app, client, email.removeprefix("api:"))
+                self.headers[email] = {"Authorization": f"Bearer {token}"}
+            else:
+                login(client, Account(email, DEMO_PASSWORD, 0, 0))
             self.clients[email] = client
         return self.clients[email]
 
@@ -129,11 +173,12 @@ class Visitor:
 
     def visit(self, email: str, template: str) -> Captured:
         client = self.client(email)
+        headers = self.headers.get(email, {})
         path = self.path(template)
-        client.get(path)  # warm up: caches, lazily loaded settings
+        client.get(path, headers=headers)  # warm up: caches, lazily loaded settings
         # At its costliest: the bank's prospect list matched again, not the one kept.
         self.app.extensions.pop(bank_views.KEPT_LISTS, None)
         with capture(self.app) as found:
-            response = client.get(path)
+            response = client.get(path, headers=headers)
         assert response.status_code == 200, (path, response.status_code)
         return found
