@@ -1,5 +1,5 @@
-"""Every list and filter of the UI reads the big tables through an index: each SELECT a list
-page sends on a seeded PostgreSQL database is EXPLAINed with sequential scans priced out
+"""Every list and filter of the UI and of the bank Open API reads the big tables through an
+index: each SELECT a list page or API list sends on a seeded PostgreSQL database is EXPLAINed with sequential scans priced out
 (``enable_seqscan``, ``enable_hashjoin`` and ``enable_mergejoin`` off), and no big
 table may still be read with a Seq Scan, nor with a
 full index scan that filters rows (an index that does not serve the filter)."""
