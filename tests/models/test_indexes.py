@@ -1,7 +1,7 @@
 """Every list and filter of the UI and of the bank Open API reads the big tables through an
-index: each SELECT a list page or API list sends on a seeded PostgreSQL database is EXPLAINed with sequential scans priced out
-(``enable_seqscan``, ``enable_hashjoin`` and ``enable_mergejoin`` off), and no big
-table may still be read with a Seq Scan, nor with a
+index: each SELECT a list page or API list sends on a seeded PostgreSQL database is
+EXPLAINed with sequential scans priced out (``enable_seqscan``, ``enable_hashjoin`` and
+``enable_mergejoin`` off), and no big table may still be read with a Seq Scan, nor with a
 full index scan that filters rows (an index that does not serve the filter)."""
 
 from __future__ import annotations
