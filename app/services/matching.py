@@ -118,16 +118,23 @@ def _live_collection(now: dt.datetime) -> list[sa.ColumnElement[bool]]:
     ]
 
 
+_IN_CHUNK = 5000
+"""Ids per ``IN (...)`` list (SQLite allows 32,766 bound parameters a statement,
+PostgreSQL 65,535)."""
+
+
 def _collection_scopes(enterprise_ids: Sequence[int], now: dt.datetime) -> dict[int, int]:
     """Bitmask of scopes each enterprise has a live collection grant for."""
-    rows = db.session.execute(
-        sa.select(Authorization.enterprise_id, Authorization.scopes).where(
-            Authorization.enterprise_id.in_(enterprise_ids), *_live_collection(now)
-        )
-    )
     masks: dict[int, int] = {}
-    for enterprise_id, scopes in rows:
-        masks[enterprise_id] = masks.get(enterprise_id, 0) | scopes_mask(scopes)
+    for start in range(0, len(enterprise_ids), _IN_CHUNK):
+        rows = db.session.execute(
+            sa.select(Authorization.enterprise_id, Authorization.scopes).where(
+                Authorization.enterprise_id.in_(enterprise_ids[start : start + _IN_CHUNK]),
+                *_live_collection(now),
+            )
+        )
+        for enterprise_id, scopes in rows:
+            masks[enterprise_id] = masks.get(enterprise_id, 0) | scopes_mask(scopes)
     return masks
 
 

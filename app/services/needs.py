@@ -18,6 +18,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cache
 
 import numpy as np
 import sqlalchemy as sa
@@ -328,31 +329,22 @@ def _banks_already_on(need_ids: Sequence[int]) -> dict[int, set[int]]:
 
 def visible_to_bank(actor: User, now: dt.datetime | None = None) -> list[OpenNeed]:
     """Open needs this bank may take: shared with it, fitting one of its products, and not
-    one it already had. Nobody else's need appears, not even in counts."""
+    one it already had. Nobody else's need appears, not even in counts.
+
+    The sharing grants and the bank's earlier applications are conditions of the one SELECT
+    (no list of a province's enterprise ids travels as parameters: PostgreSQL takes at most
+    65,535 per statement); the needs' enterprises are then matched with the vectorized
+    engine, their collection scopes read a chunk of ids at a time."""
     now = now or utcnow()
     if actor.org_kind is not OrgKind.BANK:
         raise PermissionRefused(_l("Only banks take financing needs."))
     bank = actor.organization
-    shared = authorization.shared_with_bank(bank, now)
-    if not shared:
+    if not authorization.is_active_bank(bank):
         return []
-    needs = list(
-        db.session.scalars(
-            sa.select(FinancingNeed)
-            .options(selectinload(FinancingNeed.enterprise))  # shown per row: load with the list
-            .where(
-                FinancingNeed.status == NeedStatus.OPEN,
-                FinancingNeed.expires_at > now,
-                FinancingNeed.enterprise_id.in_(shared),
-            )
-            .order_by(FinancingNeed.created_at, FinancingNeed.id)
-        )
-    )
     own = products.published(products.Filters(bank_org_id=bank.id))
-    if not needs or not own:
+    if not own:
         return []
-    already = _banks_already_on([n.id for n in needs])
-    needs = [n for n in needs if bank.id not in already.get(n.id, set())]
+    needs = list(db.session.scalars(_open_needs_select(), {"bank_id": bank.id, "now": now}))
     if not needs:
         return []
     enterprises = list({n.enterprise_id: n.enterprise for n in needs}.values())
@@ -366,6 +358,29 @@ def visible_to_bank(actor: User, now: dt.datetime | None = None) -> list[OpenNee
         if fitting:
             result.append(OpenNeed(need, fitting))
     return result
+
+
+@cache
+def _open_needs_select() -> sa.Select[tuple[FinancingNeed]]:
+    """The open, unexpired needs of the enterprises that share with ``bank_id`` at ``now``,
+    but those the bank already had an application for, oldest first, each with its
+    enterprise (shown per row). Built once; binds ``bank_id`` and ``now``."""
+    now: sa.BindParameter[dt.datetime] = sa.bindparam("now")
+    had = sa.exists().where(
+        LoanApplication.need_id == FinancingNeed.id,
+        LoanApplication.bank_org_id == sa.bindparam("bank_id"),
+    )
+    return (
+        sa.select(FinancingNeed)
+        .options(selectinload(FinancingNeed.enterprise))
+        .where(
+            FinancingNeed.status == NeedStatus.OPEN,
+            FinancingNeed.expires_at > now,
+            FinancingNeed.enterprise_id.in_(authorization.shared_with_bank_select()),
+            ~had,
+        )
+        .order_by(FinancingNeed.created_at, FinancingNeed.id)
+    )
 
 
 def take(

@@ -331,3 +331,34 @@ def test_withdrawing_leaves_a_grant_the_enterprise_gave_before(world):
     assert need.sharing_authorization_id == own.id and not need.owns_sharing_grant
     needs.withdraw(sme, need)
     assert own.revoked_at is None
+
+
+def test_a_banks_needs_are_read_without_a_parameter_per_shared_enterprise(world, factory):
+    """The sharing grants are a condition of the needs' SELECT, not a list of enterprise ids
+    sent as parameters (PostgreSQL refuses more than 65,535 in a statement; a province's
+    bank may be shared with more enterprises than that): enterprises sharing with the bank
+    without a need add no parameter to what reading its needs sends."""
+    from flask import current_app
+
+    from tests.api.conftest import enterprise_of, share
+    from tests.support.list_pages import capture
+
+    sme, bank_a, *_ = world
+    need = needs.post(sme, TERMS, confirm_sharing=True)
+    db.session.commit()
+
+    def most_parameters() -> int:
+        with capture(current_app._get_current_object()) as found:
+            assert [n.need.id for n in needs.visible_to_bank(bank_a)] == [need.id]
+        return max(
+            len(p) if isinstance(p, dict | list | tuple) else 0 for _s, p in found.statements
+        )
+
+    few = most_parameters()
+    users = [factory.enterprise().user_id for _ in range(12)]
+    for user_id in users:
+        other = db.session.get(User, user_id)
+        share(other, enterprise_of(other), bank_a.organization_id)
+    db.session.commit()
+    assert len(authorization.shared_with_bank(bank_a.organization)) == 13
+    assert most_parameters() == few
