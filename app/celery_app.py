@@ -159,6 +159,8 @@ def reap() -> dict[str, Any]:
         "chunks_requeued": len(found.chunks_requeued),
         "chunks_resent": len(found.chunks_resent),
         "jobs_resent": len(found.jobs_resent),
+        "chunks_failed": len(found.chunks_failed),
+        "jobs_completed": len(found.jobs_completed),
     }
 
 

@@ -52,7 +52,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -260,9 +260,14 @@ def _dispatch_after_commit(session: Session) -> None:
         runner_for(app).submit(app, job_id)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+@event.listens_for(Session, "after_transaction_end")
+def _forget_after_rollback(session: Session, transaction: Any) -> None:
+    """The transaction's jobs are forgotten when it ends without a commit (a commit sent them
+    already) — the whole transaction, not a savepoint inside it: a job enqueued before a
+    savepoint that rolls back is still sent when the transaction commits (one enqueued
+    inside it no longer exists, and ``run`` ignores an id it cannot find)."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 def fail_stale(older_than: dt.timedelta, now: dt.datetime | None = None) -> int:
@@ -325,28 +330,19 @@ def _fail(job_id: int, message: str) -> None:
 
 
 def _run(job_id: int) -> list[int]:
-    claimed = db.session.execute(
-        sa.update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.RUNNING, started_at=utcnow(), attempts=Job.attempts + 1)
-    )
-    db.session.commit()
-    if getattr(claimed, "rowcount", 0) != 1:
-        return []  # already taken by another worker, or finished
+    job = db.session.get(Job, job_id)
+    if job is None or job.status is not JobStatus.QUEUED:
+        db.session.rollback()
+        return []  # already taken by another worker, finished, or never committed
+    chunked = _chunked_kind(job.kind)
+    if chunked is not None:
+        return _plan(job, chunked)
+    if not _claim(job_id):
+        return []
+    db.session.commit()  # the claim, before the body runs (it may commit as it goes)
     job = db.session.get(Job, job_id)
     if job is None:
         return []
-    if job.message == str(QUEUE_UNAVAILABLE) or job.message in _unavailable_messages():
-        job.message = None
-    chunked = _chunked_kind(job.kind)
-    if chunked is not None:
-        try:
-            return _plan(job, chunked)
-        except Exception as exc:
-            log.exception("job %s (%s): planning failed", job_id, job.kind)
-            db.session.rollback()
-            _fail(job_id, f"{type(exc).__name__}: {exc}")
-            return []
     body = _body(job.kind)
     try:
         if body is None:
@@ -370,6 +366,25 @@ def _run(job_id: int) -> list[int]:
     return []
 
 
+def _claim(job_id: int) -> bool:
+    """Take a queued job (not committed): running, one attempt more, the queue's
+    unavailability message cleared. False if it is no longer queued."""
+    claimed = db.session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.RUNNING, started_at=utcnow(), attempts=Job.attempts + 1)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        db.session.rollback()
+        return False
+    db.session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.message.in_(sorted(_unavailable_messages())))
+        .values(message=None)
+    )
+    return True
+
+
 def _unavailable_messages() -> set[str]:
     found = set()
     for locale in ("zh", "en"):
@@ -382,20 +397,32 @@ def _unavailable_messages() -> set[str]:
 # Chunks
 # ---------------------------------------------------------------------------------------------
 def _plan(job: Job, chunked: ChunkedKind) -> list[int]:
-    """Create the job's chunks (once: a job planned before keeps its chunks) and return the
-    ids of those still pending. A job with no chunk succeeds at once."""
+    """Plan a queued job's chunks, then claim the job and record its chunks in one
+    transaction, and return the ids of those pending. A worker stopped before that commit
+    (killed while planning) leaves the job queued, and the reaper sends it again; never
+    running without chunks. Planning only reads, so it runs before the claim: nothing is
+    locked meanwhile (on SQLite, the one write lock). A job with no chunk succeeds at once;
+    a plan that raises fails the job with its message."""
+    job_id = job.id
+    try:
+        planned = list(chunked.plan(job))
+    except Exception as exc:
+        log.exception("job %s (%s): planning failed", job_id, job.kind)
+        db.session.rollback()
+        _fail(job_id, f"{type(exc).__name__}: {exc}")
+        return []
+    if not _claim(job_id):
+        return []  # another worker took it meanwhile: its plan counts
     existing = db.session.scalar(
-        sa.select(sa.func.count()).select_from(JobChunk).where(JobChunk.job_id == job.id)
+        sa.select(sa.func.count()).select_from(JobChunk).where(JobChunk.job_id == job_id)
     )
-    planned: list[tuple[dict[str, Any], int]] = []
     if not existing:
         now = utcnow()
-        planned = list(chunked.plan(job))
         if planned:
             db.session.execute(
                 sa.insert(JobChunk),
                 [
-                    {"job_id": job.id, "index": index, "payload": payload, "size": int(size),
+                    {"job_id": job_id, "index": index, "payload": payload, "size": int(size),
                      "status": ChunkStatus.PENDING, "attempts": 0, "heartbeat_at": now,
                      "result": {}}
                     for index, (payload, size) in enumerate(planned)
@@ -403,15 +430,17 @@ def _plan(job: Job, chunked: ChunkedKind) -> list[int]:
             )  # fmt: skip
         total = sum(int(size) for _, size in planned)
         if total:  # chunks of size 0: the work reports its own progress (collection)
-            job.steps_total, job.steps_done = total, 0
+            db.session.execute(
+                sa.update(Job).where(Job.id == job_id).values(steps_total=total, steps_done=0)
+            )
     db.session.commit()
     if not existing and not planned:
-        _complete_if_done(job.id)
+        _complete_if_done(job_id)
         return []
     return list(
         db.session.scalars(
             sa.select(JobChunk.id)
-            .where(JobChunk.job_id == job.id, JobChunk.status == ChunkStatus.PENDING)
+            .where(JobChunk.job_id == job_id, JobChunk.status == ChunkStatus.PENDING)
             .order_by(JobChunk.index)
         )
     )
@@ -531,7 +560,11 @@ def _run_chunk(app: Flask, chunk_id: int, worker: str) -> tuple[bool, bool]:
         log.exception("chunk %s of job %s (%s) failed", chunk_id, job.id, job.kind)
         db.session.rollback()
         return False, _chunk_failed(app, chunk_id, claim, f"{type(exc).__name__}: {exc}")
-    _complete_if_done(chunk.job_id)
+    try:
+        _complete_if_done(chunk.job_id)
+    except Exception:  # the chunk is done; the reaper completes the job later
+        log.exception("job %s: completing it failed; the reaper tries again", chunk.job_id)
+        db.session.rollback()
     return True, False
 
 
@@ -541,17 +574,25 @@ def _eager(app: Flask) -> bool:
 
 def _chunk_failed(app: Flask, chunk_id: int, claim: str, message: str) -> bool:
     """Put the chunk back to pending for another try, or fail it and its job after
-    ``JOBS_CHUNK_ATTEMPTS`` tries. Returns whether to try again."""
-    chunk = db.session.get(JobChunk, chunk_id)
-    if chunk is None or chunk.claimed_by != claim:
+    ``JOBS_CHUNK_ATTEMPTS`` tries — only while this claim still holds it (the reaper may
+    have handed it to another worker meanwhile). Returns whether to try again."""
+    found = db.session.execute(
+        sa.select(JobChunk.job_id, JobChunk.attempts).where(JobChunk.id == chunk_id)
+    ).first()
+    if found is None:
         return False
-    retry = chunk.attempts < int(app.config.get("JOBS_CHUNK_ATTEMPTS", 3))
-    chunk.status = ChunkStatus.PENDING if retry else ChunkStatus.FAILED
-    chunk.claimed_by = None
-    chunk.message = message
-    chunk.heartbeat_at = utcnow()
-    job_id = chunk.job_id
+    job_id, attempts = found
+    retry = attempts < int(app.config.get("JOBS_CHUNK_ATTEMPTS", 3))
+    result = db.session.execute(
+        sa.update(JobChunk)
+        .where(JobChunk.id == chunk_id, JobChunk.claimed_by == claim,
+               JobChunk.status == ChunkStatus.RUNNING)
+        .values(status=ChunkStatus.PENDING if retry else ChunkStatus.FAILED, claimed_by=None,
+                message=message, heartbeat_at=utcnow())
+    )  # fmt: skip
     db.session.commit()
+    if getattr(result, "rowcount", 0) != 1:
+        return False
     if not retry:
         _fail(job_id, message)
     return retry
@@ -606,24 +647,31 @@ class Reaped:
     chunks_requeued: list[int]
     chunks_resent: list[int]
     jobs_resent: list[int]
+    chunks_failed: list[int] = field(default_factory=list)
+    jobs_completed: list[int] = field(default_factory=list)
 
 
 def reap(app: Flask | None = None, now: dt.datetime | None = None, *, send: bool = True) -> Reaped:
     """Put running chunks whose worker stopped heart-beating (``JOBS_CHUNK_TIMEOUT`` seconds,
-    default 120) back to pending, and send again those chunks, pending chunks nobody claimed
-    within the timeout (a lost message) and jobs still queued after it (the queue was away).
-    Commits. With ``send=False`` only the database is changed."""
+    default 120) back to pending — or, once they have had their ``JOBS_CHUNK_ATTEMPTS``
+    tries (a chunk that kills its worker each time), fail them and their job — and send
+    again those chunks, pending chunks nobody claimed within the timeout (a lost message)
+    and jobs still queued after it (the queue was away). Then complete the running jobs
+    whose chunks are all done since the timeout (the worker that finished the last one
+    stopped before completing the job, or the job's ``finish`` failed). Commits. With
+    ``send=False`` only the database is changed."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     now = now or utcnow()
     timeout = dt.timedelta(seconds=float(app.config.get("JOBS_CHUNK_TIMEOUT", 120)))
+    attempts = int(app.config.get("JOBS_CHUNK_ATTEMPTS", 3))
     cutoff = now - timeout
-    stale = list(
-        db.session.scalars(
-            sa.select(JobChunk.id).where(
-                JobChunk.status == ChunkStatus.RUNNING, JobChunk.heartbeat_at < cutoff
-            )
+    stale_rows = db.session.execute(
+        sa.select(JobChunk.id, JobChunk.job_id, JobChunk.attempts).where(
+            JobChunk.status == ChunkStatus.RUNNING, JobChunk.heartbeat_at < cutoff
         )
-    )
+    ).all()
+    stale = [chunk_id for chunk_id, _job, tries in stale_rows if tries < attempts]
+    spent = [(chunk_id, job_id) for chunk_id, job_id, tries in stale_rows if tries >= attempts]
     if stale:
         db.session.execute(
             sa.update(JobChunk)
@@ -632,6 +680,31 @@ def reap(app: Flask | None = None, now: dt.datetime | None = None, *, send: bool
             .values(status=ChunkStatus.PENDING, claimed_by=None, heartbeat_at=now,
                     message="requeued: the worker stopped")
         )  # fmt: skip
+    failed: list[int] = []
+    if spent:
+        with force_locale(app.config.get("BABEL_DEFAULT_LOCALE", "zh")):
+            message = str(
+                _l(
+                    "The worker stopped during each of the chunk's %(n)d attempts (killed, "
+                    "or out of memory); the job was stopped.",
+                    n=attempts,
+                )
+            )
+        for chunk_id, job_id in spent:
+            result = db.session.execute(
+                sa.update(JobChunk)
+                .where(JobChunk.id == chunk_id, JobChunk.status == ChunkStatus.RUNNING,
+                       JobChunk.heartbeat_at < cutoff)
+                .values(status=ChunkStatus.FAILED, claimed_by=None, message=message,
+                        finished_at=now)
+            )  # fmt: skip
+            if getattr(result, "rowcount", 0) == 1:
+                failed.append(chunk_id)
+                db.session.execute(
+                    sa.update(Job)
+                    .where(Job.id == job_id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+                    .values(status=JobStatus.FAILED, message=message, finished_at=now)
+                )
     lost = list(
         db.session.scalars(
             sa.select(JobChunk.id)
@@ -652,8 +725,29 @@ def reap(app: Flask | None = None, now: dt.datetime | None = None, *, send: bool
             sa.select(Job.id).where(Job.status == JobStatus.QUEUED, Job.created_at < cutoff)
         )
     )
+    other = sa.orm.aliased(JobChunk)
+    unfinished = (
+        sa.select(other.id).where(other.job_id == Job.id, other.status != ChunkStatus.DONE).exists()
+    )
+    all_done = list(
+        db.session.scalars(
+            sa.select(Job.id)
+            .join(JobChunk, JobChunk.job_id == Job.id)
+            .where(Job.status == JobStatus.RUNNING, ~unfinished)
+            .group_by(Job.id)
+            .having(sa.func.max(JobChunk.finished_at) < cutoff)
+        )
+    )
     db.session.commit()
-    report = Reaped(stale, lost, queued)
+    completed = []
+    for job_id in all_done:
+        try:
+            if _complete_if_done(job_id):
+                completed.append(job_id)
+        except Exception:
+            log.exception("job %s: completing it failed again", job_id)
+            db.session.rollback()
+    report = Reaped(stale, lost, queued, failed, completed)
     if send and (stale or lost or queued):
         runner = runner_for(app)
         for job_id in queued:

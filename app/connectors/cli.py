@@ -45,10 +45,12 @@ def fail_stale(minutes: int) -> None:
 
 @jobs_group.command("reap")
 def reap() -> None:
-    """Requeue chunks whose worker stopped and resend lost jobs (Celery beat runs it every
-    minute; run it by hand after an outage)."""
+    """Requeue chunks whose worker stopped, resend lost jobs, fail chunks that stopped their
+    worker on every attempt and complete jobs whose chunks are all done (Celery beat runs it
+    every minute; run it by hand after an outage)."""
     found = jobs.reap()
     click.echo(
         f"Requeued {len(found.chunks_requeued)} chunk(s), resent {len(found.chunks_resent)} "
-        f"chunk(s) and {len(found.jobs_resent)} job(s)."
+        f"chunk(s) and {len(found.jobs_resent)} job(s); failed {len(found.chunks_failed)} "
+        f"chunk(s); completed {len(found.jobs_completed)} job(s)."
     )

@@ -361,7 +361,7 @@ def visible_to_bank(actor: User, now: dt.datetime | None = None) -> list[OpenNee
 
 
 @cache
-def _open_needs_select() -> sa.Select[tuple[FinancingNeed]]:
+def _open_needs_select() -> sa.Select[FinancingNeed]:
     """The open, unexpired needs of the enterprises that share with ``bank_id`` at ``now``,
     but those the bank already had an application for, oldest first, each with its
     enterprise (shown per row). Built once; binds ``bank_id`` and ``now``."""

@@ -41,6 +41,8 @@ def _numbers(job: Job, payload: dict[str, Any]) -> dict[str, Any]:
 def _reset() -> None:
     done_items.clear()
     failures.clear()
+    kill_planning.clear()
+    finished_jobs.clear()
 
 
 def fetch(job_id: int) -> Job:
@@ -183,3 +185,107 @@ def test_flask_jobs_reap_resends_what_was_lost(app: Flask, app_ctx: Flask, runne
     assert result.exit_code == 0, result.output
     assert "resent 0 chunk(s) and 1 job(s)" in result.output
     assert fetch(lost.id).status is JobStatus.SUCCEEDED
+
+
+class Killed(BaseException):
+    """The worker process killed where it stands (no ``except Exception`` sees it)."""
+
+
+kill_planning: list[bool] = []
+finished_jobs: list[int] = []
+
+
+def _plan_or_die(job: Job) -> list[tuple[dict[str, Any], int]]:
+    if kill_planning:
+        kill_planning.pop()
+        raise Killed
+    return _plan_numbers(job)
+
+
+def _count_finish(job: Job, results: list[dict[str, Any]]) -> None:
+    finished_jobs.append(job.id)
+
+
+@jobs.chunked_job("test-fragile", plan=_plan_or_die, finish=_count_finish)
+def _fragile(job: Job, payload: dict[str, Any]) -> dict[str, Any]:
+    return _numbers(job, payload)
+
+
+def test_a_worker_killed_while_planning_leaves_the_job_queued_for_the_reaper(
+    app: Flask, app_ctx: Flask
+) -> None:
+    kill_planning.append(True)
+    job_id = jobs.enqueue("test-fragile", n=5, size=2).id
+    with pytest.raises(Killed):
+        db.session.commit()  # the eager runner plans at once, and the "worker" dies
+    db.session.remove()  # (this session died with it)
+    job = fetch(job_id)
+    assert job.status is JobStatus.QUEUED, "never running without chunks"
+    assert chunks_of(job_id) == []
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    assert jobs.reap(app, later).jobs_resent == [job_id]
+    job = fetch(job_id)
+    assert job.status is JobStatus.SUCCEEDED, job.message
+    assert sorted(done_items) == list(range(5)) and finished_jobs.count(job_id) == 1
+
+
+def test_the_reaper_completes_a_job_whose_last_chunk_finished_without_completing_it(
+    app: Flask, app_ctx: Flask, monkeypatch
+) -> None:
+    real = jobs._complete_if_done
+    calls: list[int] = []
+
+    def dies_the_first_time(job_id: int) -> bool:
+        calls.append(job_id)
+        if len(calls) == 1:
+            raise RuntimeError("the database went away")
+        return real(job_id)
+
+    monkeypatch.setattr(jobs, "_complete_if_done", dies_the_first_time)
+    job_id = jobs.enqueue("test-fragile", n=4, size=4).id
+    db.session.commit()
+    job = fetch(job_id)
+    assert job.status is JobStatus.RUNNING
+    assert [c.status for c in chunks_of(job_id)] == [ChunkStatus.DONE]
+    assert jobs.reap(app).jobs_completed == [], "not yet: the last chunk has only just finished"
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    assert jobs.reap(app, later).jobs_completed == [job_id]
+    job = fetch(job_id)
+    assert job.status is JobStatus.SUCCEEDED and job.result == {"items": 4}
+    assert finished_jobs.count(job_id) == 1, "the kind's finish ran once"
+    assert jobs.reap(app, later).jobs_completed == []
+
+
+def test_a_chunk_that_stops_its_worker_on_every_attempt_fails_its_job(
+    app: Flask, app_ctx: Flask, monkeypatch
+) -> None:
+    monkeypatch.setattr(jobs.EagerRunner, "submit_chunks", lambda self, app, ids: None)
+    job_id = jobs.enqueue("test-numbers", n=3, size=3).id
+    db.session.commit()
+    (chunk,) = chunks_of(job_id)
+    now = dt.datetime.now(dt.UTC)
+    for attempt in (1, 2, 3):  # each worker claims it and is killed (out of memory, say)
+        assert jobs.claim_chunk(chunk.id, f"worker-{attempt}") is not None
+        reaped = jobs.reap(app, now + dt.timedelta(minutes=5 * attempt))
+        if attempt < 3:
+            assert reaped.chunks_requeued == [chunk.id] and reaped.chunks_failed == []
+    assert reaped.chunks_requeued == [] and reaped.chunks_failed == [chunk.id]
+    (chunk,) = chunks_of(job_id)
+    assert (chunk.status, chunk.attempts) == (ChunkStatus.FAILED, 3)
+    job = fetch(job_id)
+    assert job.status is JobStatus.FAILED
+    assert "3" in (job.message or "") and job.message == chunk.message
+    assert jobs.claim_chunk(chunk.id, "worker-4") is None, "not handed out again"
+
+
+def test_a_savepoint_rolled_back_keeps_the_jobs_enqueued_before_it(app_ctx: Flask) -> None:
+    job_id = jobs.enqueue("test-numbers", n=2, size=2).id
+    nested = db.session.begin_nested()
+    nested.rollback()
+    db.session.commit()
+    assert fetch(job_id).status is JobStatus.SUCCEEDED
+    # a transaction rolled back as a whole sends nothing
+    gone = jobs.enqueue("test-numbers", n=2, size=2).id
+    db.session.rollback()
+    db.session.commit()
+    assert db.session.get(Job, gone) is None and sorted(done_items) == [0, 1]
