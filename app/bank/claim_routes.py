@@ -12,15 +12,20 @@ from app.bank import bp
 from app.forms import ConfirmForm
 from app.services import pool as pool_service
 from app.services.accounts import AccountError
+from app.services.paging import page_of
 from models import Loan, Role, db
 from models.pool import PoolClaim
 
 
 @bp.get("/claims")
 def claim_list() -> Any:
+    found = page_of(
+        pool_service.bank_claims_query(current_user), request.args.get("page", 1, type=int)
+    )
     return render_template(
         "bank/claims.html",
-        claims=pool_service.claims_for_bank(current_user),
+        claims=found.items,
+        found=found,
         claimable=pool_service.claimable_loans(current_user),
         labels=pool_service.CLAIM_LABELS,
         can_file=current_user.role is not Role.VIEWER,

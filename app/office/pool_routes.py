@@ -31,6 +31,7 @@ from app.security import reauth_required
 from app.services import pool as pool_service
 from app.services import workdays
 from app.services.accounts import AccountError
+from app.services.paging import page_of
 from app.services.pool_simulation import simulate_pool
 from app.services.products import grades
 from models import Role, db
@@ -281,9 +282,13 @@ def pool_claims() -> Any:
         "open": [ClaimStatus.FILED, ClaimStatus.APPROVED],
         "all": None,
     }.get(status, [ClaimStatus.FILED, ClaimStatus.APPROVED])
+    found = page_of(
+        pool_service.office_claims_query(statuses), request.args.get("page", 1, type=int)
+    )
     return render_template(
         "office/pool_claims.html",
-        claims=pool_service.claims_for_office(statuses),
+        claims=found.items,
+        found=found,
         labels=pool_service.CLAIM_LABELS,
         status=status,
     )

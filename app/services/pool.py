@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from flask import g, has_request_context
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import joinedload, selectinload
 
 from app.services import audit, notifications, workdays
 from app.services.accounts import AccountError, PermissionRefused
@@ -935,36 +936,63 @@ def figures(pool: RiskPool) -> PoolFigures:
     )  # fmt: skip
 
 
-def claims_for_office(statuses: Iterable[ClaimStatus] | None = None) -> list[PoolClaim]:
-    stmt = sa.select(PoolClaim).order_by(PoolClaim.filed_at.desc(), PoolClaim.id.desc())
+def office_claims_query(statuses: Iterable[ClaimStatus] | None = None) -> sa.Select[Any]:
+    """Every claim (or those in ``statuses``), newest first, each with its bank and its
+    loan's enterprise (the list shows them: loaded with the claims, not one by one)."""
+    stmt = (
+        sa.select(PoolClaim)
+        .options(
+            joinedload(PoolClaim.bank), selectinload(PoolClaim.loan).joinedload(Loan.enterprise)
+        )
+        .order_by(PoolClaim.filed_at.desc(), PoolClaim.id.desc())
+    )
     if statuses is not None:
         stmt = stmt.where(PoolClaim.status.in_(list(statuses)))
-    return list(db.session.scalars(stmt))
+    return stmt
 
 
-def claims_for_bank(actor: User) -> list[PoolClaim]:
-    return list(
-        db.session.scalars(
-            sa.select(PoolClaim)
-            .where(PoolClaim.bank_org_id == actor.organization_id)
-            .order_by(PoolClaim.filed_at.desc(), PoolClaim.id.desc())
-        )
+def claims_for_office(statuses: Iterable[ClaimStatus] | None = None) -> list[PoolClaim]:
+    return list(db.session.scalars(office_claims_query(statuses)))
+
+
+def bank_claims_query(actor: User) -> sa.Select[Any]:
+    """The actor's bank's claims, newest first, each with its loan's enterprise."""
+    return (
+        sa.select(PoolClaim)
+        .options(selectinload(PoolClaim.loan).joinedload(Loan.enterprise))
+        .where(PoolClaim.bank_org_id == actor.organization_id)
+        .order_by(PoolClaim.filed_at.desc(), PoolClaim.id.desc())
     )
 
 
+def claims_for_bank(actor: User) -> list[PoolClaim]:
+    return list(db.session.scalars(bank_claims_query(actor)))
+
+
 def claimable_loans(actor: User) -> list[tuple[Loan, PoolCoverage]]:
-    """The bank's defaulted covered loans with no open or paid claim."""
+    """The bank's defaulted covered loans with no open or paid claim, each with its
+    enterprise (one statement, however many)."""
+    claimed = (
+        sa.select(PoolClaim.id)
+        .where(
+            PoolClaim.loan_id == Loan.id,
+            PoolClaim.status.in_([ClaimStatus.FILED, ClaimStatus.APPROVED, ClaimStatus.PAID]),
+        )
+        .exists()
+    )
     rows = db.session.execute(
         sa.select(Loan, PoolCoverage)
         .join(PoolCoverage, PoolCoverage.loan_id == Loan.id)
+        .options(joinedload(Loan.enterprise))
         .where(
             Loan.bank_org_id == actor.organization_id,
             Loan.status == LoanStatus.DEFAULTED,
             PoolCoverage.status == CoverageStatus.RESERVED,
+            ~claimed,
         )
         .order_by(Loan.id)
     ).all()
-    return [(loan, cov) for loan, cov in rows if _open_claim(loan.id) is None]
+    return [(loan, cov) for loan, cov in rows]
 
 
 # Demo ---------------------------------------------------------------------------------------
