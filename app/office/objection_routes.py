@@ -40,23 +40,31 @@ def _record_of(objection: Objection) -> Any:
     return db.session.get(RECORD_MODELS[objection.record_table], objection.record_id)
 
 
-def _describe(objection: Objection) -> str:
+def _describe(objection: Objection, records: dict[tuple[str, int], Any] | None = None) -> str:
+    """What the objection is about; ``records`` (from ``objections.records_of``) saves a
+    read per objection on a list."""
     if objection.record_table is None:
         return _("Credit profile")
-    return objections.describe_record(objection.record_table, _record_of(objection))
+    if records is not None and objection.record_id is not None:
+        record = records.get((objection.record_table, objection.record_id))
+    else:
+        record = _record_of(objection)
+    return objections.describe_record(objection.record_table, record)
 
 
 @bp.get("/objections")
 def objection_queue() -> Any:
+    queue, decided = objections.queue(), objections.recently_decided()
+    records = objections.records_of([*(item.objection for item in queue), *decided])
     return render_template(
         "office/objections.html",
-        queue=objections.queue(),
-        decided=objections.recently_decided(),
+        queue=queue,
+        decided=decided,
         repairs=credit_repair.queue(),
         decided_repairs=credit_repair.recently_decided(),
         labels=objections.STATUS_LABELS,
         repair_labels=credit_repair.STATUS_LABELS,
-        describe=_describe,
+        describe=lambda objection: _describe(objection, records),
     )
 
 

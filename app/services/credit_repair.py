@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import selectinload
 
 from app.services import audit, enterprises, notifications, objections, workdays
 from app.services.accounts import AccountError
@@ -206,6 +207,7 @@ def queue() -> list[CreditRepair]:
     return list(
         db.session.scalars(
             sa.select(CreditRepair)
+            .options(selectinload(CreditRepair.enterprise))
             .where(CreditRepair.status == RepairStatus.APPLIED)
             .order_by(CreditRepair.applied_at, CreditRepair.id)
         )
@@ -216,6 +218,7 @@ def recently_decided(limit: int = 50) -> list[CreditRepair]:
     return list(
         db.session.scalars(
             sa.select(CreditRepair)
+            .options(selectinload(CreditRepair.enterprise))
             .where(CreditRepair.status != RepairStatus.APPLIED)
             .order_by(CreditRepair.decided_at.desc(), CreditRepair.id.desc())
             .limit(limit)

@@ -37,6 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import selectinload
 
 from app.services import audit, enterprises, notifications, profiles, workdays
 from app.services.accounts import AccountError, PermissionRefused
@@ -704,7 +705,9 @@ def queue(now: dt.datetime | None = None) -> list[QueueItem]:
     """Open objections, the most urgent deadline first, with working days left and overdue."""
     now = now or utcnow()
     open_ = db.session.scalars(
-        sa.select(Objection).where(Objection.status.in_(OPEN_OBJECTION_STATUSES))
+        sa.select(Objection)
+        .options(selectinload(Objection.enterprise))
+        .where(Objection.status.in_(OPEN_OBJECTION_STATUSES))
     ).all()
     items = [status_of(o, now) for o in open_]
     items.sort(key=lambda i: (i.due, i.objection.decide_by, i.objection.id))
@@ -715,11 +718,27 @@ def recently_decided(limit: int = 50) -> list[Objection]:
     return list(
         db.session.scalars(
             sa.select(Objection)
+            .options(selectinload(Objection.enterprise))
             .where(Objection.status.not_in(OPEN_OBJECTION_STATUSES))
             .order_by(Objection.decided_at.desc(), Objection.id.desc())
             .limit(limit)
         )
     )
+
+
+def records_of(items: Iterable[Objection]) -> dict[tuple[str, int], SourceRecord]:
+    """The records these objections name, by (table, id), one statement per record table
+    (a list describing each objection reads them here, not one by one)."""
+    wanted: dict[str, set[int]] = {}
+    for objection in items:
+        if objection.record_table is not None and objection.record_id is not None:
+            wanted.setdefault(objection.record_table, set()).add(objection.record_id)
+    found: dict[tuple[str, int], SourceRecord] = {}
+    for table, ids in wanted.items():
+        model = RECORD_MODELS[table]
+        for record in db.session.scalars(sa.select(model).where(model.id.in_(sorted(ids)))):
+            found[(table, record.id)] = record
+    return found
 
 
 @dataclass
