@@ -267,10 +267,12 @@ def pool_deposit() -> Any:
 @bp.get("/pool/ledger")
 def pool_ledger() -> Any:
     pool = _pool_or_404()
+    found = pool_service.ledger_page(pool, request.args.get("page", 1, type=int))
     return render_template(
         "office/pool_ledger.html",
         pool=pool,
-        rows=pool_service.ledger(pool),
+        rows=found.items,
+        found=found,
         labels=pool_service.ENTRY_LABELS,
     )
 

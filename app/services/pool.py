@@ -34,6 +34,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from app.services import audit, notifications, workdays
 from app.services.accounts import AccountError, PermissionRefused
+from app.services.paging import PER_PAGE, Page, page_of
 from app.services.products import grades
 from models import (
     Enterprise,
@@ -832,7 +833,10 @@ class LedgerRow:
 
 
 def ledger(pool: RiskPool, limit: int | None = None) -> list[LedgerRow]:
-    """Entries oldest first with the cash balance after each (newest first if ``limit``)."""
+    """Entries oldest first with the cash balance after each (newest first if ``limit``:
+    the ``limit`` newest, read as :func:`ledger_page` reads a page)."""
+    if limit is not None:
+        return ledger_page(pool, 1, per_page=limit).items
     rows: list[LedgerRow] = []
     running = Decimal(0)
     for entry in db.session.scalars(
@@ -843,9 +847,42 @@ def ledger(pool: RiskPool, limit: int | None = None) -> list[LedgerRow]:
         cash = _signed(entry, A.CASH)
         running += cash
         rows.append(LedgerRow(entry, cash, running, _signed(entry, A.EXPOSURE)))
-    if limit is not None:
-        return list(reversed(rows))[:limit]
     return rows
+
+
+def ledger_page(pool: RiskPool, page: int, per_page: int = PER_PAGE) -> Page[LedgerRow]:
+    """Page ``page`` of the pool's entries, newest first, each with the cash balance after
+    it: the page is read in SQL, and the balance after its newest entry is the sum of every
+    cash movement up to it, summed in the database (a pool's books grow by two entries a
+    covered loan: never read whole to show fifty)."""
+    found = page_of(
+        sa.select(PoolLedgerEntry)
+        .where(PoolLedgerEntry.pool_id == pool.id)
+        .order_by(PoolLedgerEntry.id.desc()),
+        page,
+        per_page,
+    )
+    rows: list[LedgerRow] = []
+    if found.items:
+        cash_movement = sa.case(
+            (PoolLedgerEntry.debit == A.CASH, PoolLedgerEntry.amount),
+            (PoolLedgerEntry.credit == A.CASH, -PoolLedgerEntry.amount),
+            else_=0,
+        )
+        running = Decimal(
+            db.session.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(cash_movement), 0)).where(
+                    PoolLedgerEntry.pool_id == pool.id,
+                    PoolLedgerEntry.id <= found.items[0].id,
+                )
+            )
+            or 0
+        )
+        for entry in found.items:  # newest first: the balance before it is the next one's
+            cash = _signed(entry, A.CASH)
+            rows.append(LedgerRow(entry, cash, _money(running), _signed(entry, A.EXPOSURE)))
+            running -= cash
+    return Page(rows, found.total, found.page, found.pages)
 
 
 def _signed(entry: PoolLedgerEntry, account: PoolAccount) -> Decimal:

@@ -368,3 +368,23 @@ def test_demo_pool_is_seeded_once(app_ctx, factory):
     again = pool_service.seed_demo_pool()
     assert again["reserved"] == 0 and again["claims"] == 0 and first["pool_id"] == again["pool_id"]
     assert pool_service.check_invariants(pool) == []
+
+
+def test_the_ledger_comes_a_page_at_a_time_with_the_balance_after_each_entry(world):
+    pool = make_pool(Decimal("1000"))
+    for k in range(1, 8):
+        pool_service.deposit(None, pool, Decimal(k), f"deposit-{k}")
+    for _ in range(3):
+        loan = make_loan(world.enterprise.id, world.product, Decimal("1000"))
+        assert pool_service.reserve(None, loan, pool=pool).coverage is not None
+    everything = pool_service.ledger(pool)  # oldest first, read whole
+    newest_first = everything[::-1]
+    pages = [pool_service.ledger_page(pool, n, per_page=4) for n in (1, 2, 3)]
+    assert [p.total for p in pages] == [11] * 3 and pages[0].pages == 3
+    shown = [row for p in pages for row in p.items]
+    assert [r.entry.id for r in shown] == [r.entry.id for r in newest_first]
+    assert [r.running_balance for r in shown] == [r.running_balance for r in newest_first]
+    assert pages[0].items[0].running_balance == Decimal("1028.00") == pool.balance
+    assert [r.entry.id for r in pool_service.ledger(pool, limit=2)] == [
+        r.entry.id for r in newest_first[:2]
+    ]
