@@ -209,9 +209,10 @@ def breakdown(f: Filters, dimension: str) -> list[Cell]:
     return sorted(cells, key=lambda c: (-c.amount, c.key))
 
 
-def loan_rows(f: Filters, dimension: str | None = None, key: str | None = None,
-              *, first_only: bool = False) -> list[Loan]:  # fmt: skip
-    """The loans behind a figure: the filter, and ``dimension == key`` when given."""
+def loan_rows_query(f: Filters, dimension: str | None = None, key: str | None = None,
+                    *, first_only: bool = False) -> sa.Select[Any]:  # fmt: skip
+    """The loans behind a figure, in disbursement order, each with its enterprise, product
+    and bank: the filter, and ``dimension == key`` when given."""
     stmt = _loans(f, Loan).options(
         selectinload(Loan.enterprise), selectinload(Loan.product).selectinload(LoanProduct.bank)
     )
@@ -222,7 +223,20 @@ def loan_rows(f: Filters, dimension: str | None = None, key: str | None = None,
         stmt = stmt.where(column == (int(key) if dimension == "bank" and key else key))
     if first_only:
         stmt = stmt.where(Loan.first_loan.is_(True))
-    return list(db.session.scalars(stmt.order_by(Loan.disbursed_on, Loan.id)))
+    return stmt.order_by(Loan.disbursed_on, Loan.id)
+
+
+def loan_rows(f: Filters, dimension: str | None = None, key: str | None = None,
+              *, first_only: bool = False) -> list[Loan]:  # fmt: skip
+    """Every loan behind a figure (the download)."""
+    return list(db.session.scalars(loan_rows_query(f, dimension, key, first_only=first_only)))
+
+
+def loan_total(query: sa.Select[Any]) -> Decimal:
+    """The principal of all the loans of :func:`loan_rows_query`, summed in the database."""
+    loans = query.order_by(None).subquery()
+    total = db.session.scalar(sa.select(sa.func.coalesce(sa.func.sum(loans.c.principal), 0)))
+    return Decimal(total or 0).quantize(Decimal("0.01"))
 
 
 # Applications and needs ------------------------------------------------------------------
@@ -250,14 +264,19 @@ def _applications(f: Filters, *columns: Any) -> sa.Select[Any]:
     )
 
 
-def application_rows(f: Filters, metric: str = "submitted") -> list[LoanApplication]:
-    """The applications behind an application figure (see :data:`APPLICATION_METRICS`)."""
+def application_rows_query(f: Filters, metric: str = "submitted") -> sa.Select[Any]:
+    """The applications behind an application figure (see :data:`APPLICATION_METRICS`),
+    in submission order, each with its enterprise, product and bank."""
     stmt = _applications(f, LoanApplication).options(
         selectinload(LoanApplication.enterprise),
         selectinload(LoanApplication.product).selectinload(LoanProduct.bank),
     )
     stmt = stmt.where(*_metric_conditions(metric, utcnow()))
-    return list(db.session.scalars(stmt.order_by(LoanApplication.submitted_at)))
+    return stmt.order_by(LoanApplication.submitted_at, LoanApplication.id)
+
+
+def application_rows(f: Filters, metric: str = "submitted") -> list[LoanApplication]:
+    return list(db.session.scalars(application_rows_query(f, metric)))
 
 
 def _metric_conditions(metric: str, now: dt.datetime) -> list[Any]:

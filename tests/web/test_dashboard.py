@@ -129,3 +129,32 @@ def test_banks_and_enterprises_cannot_open_the_dashboard(client, login_as):
     login_as(OrgKind.BANK)
     assert client.get("/office/dashboard").status_code == 403
     assert client.get("/office/dashboard/export.xlsx").status_code == 403
+
+
+def test_the_loans_behind_a_figure_come_fifty_a_page_with_the_count_and_total_of_all(
+    app, world
+):
+    from decimal import Decimal
+
+    from models import LoanProduct
+    from tests.services.pool_support import make_loan
+
+    with app.app_context():
+        product = db.session.scalars(sa.select(LoanProduct)).first()
+        enterprise_id = db.session.scalar(sa.text("SELECT enterprise_id FROM loan LIMIT 1"))
+        for k in range(55):
+            make_loan(enterprise_id, product, Decimal(10_000 + k))
+        db.session.commit()
+        db.session.remove()
+    client = _office_client(app, world)
+    page = client.get("/office/dashboard").get_data(as_text=True)
+    count = int(_number(page, "loan-count"))
+    first = client.get("/office/dashboard/loans").get_data(as_text=True)
+    second = client.get("/office/dashboard/loans?page=2").get_data(as_text=True)
+    assert int(_number(first, "drill-count")) == count == int(_number(second, "drill-count"))
+    rows = re.findall(r'data-loan="(\d+)"', first) + re.findall(r'data-loan="(\d+)"', second)
+    assert len(re.findall(r'data-loan="', first)) == 50 and len(set(rows)) == count
+    # the total of all the loans, not of the page: the dashboard's own figure
+    assert _number(first, "drill-total") == _number(second, "drill-total")
+    assert _number(first, "drill-total") == _number(page, "loan-amount")
+    assert 'rel="next"' in first and 'rel="prev"' in second
