@@ -89,6 +89,7 @@ BODY_MODULES = {
     "models.rescore": "app.services.model_monitoring",
     "ingestion.bulk": "app.services.bulk_jobs",
     "matching.batch": "app.services.bulk_jobs",
+    "audit.verify": "app.services.audit_verify",
 }
 BACKENDS = ("eager", "thread", "celery")
 _PENDING = "xinyidai_pending_jobs"

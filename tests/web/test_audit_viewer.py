@@ -105,3 +105,31 @@ def test_verify_reports_ok_then_the_tampered_row(client: FlaskClient, app: Flask
 def test_only_the_office_reads_the_trail(client: FlaskClient, login_as) -> None:
     login_as(OrgKind.BANK)
     assert client.get("/office/audit").status_code == 403
+
+
+def test_verify_shows_its_progress_until_the_report(
+    client: FlaskClient, app: Flask, login_as, monkeypatch
+) -> None:
+    from app import jobs
+
+    with app.app_context():
+        for i in range(3):
+            audit.record("test.event", actor=None, object_id=i)
+        db.session.commit()
+    login_as(OrgKind.OFFICE, Role.VIEWER)
+    monkeypatch.setattr(jobs.EagerRunner, "submit", lambda self, app, job_id: None)  # a busy queue
+    token = csrf_token(client, "/office/audit")
+    started = client.post("/office/audit/verify", data={"csrf_token": token},
+                          headers={"HX-Request": "true"}).get_data(as_text=True)  # fmt: skip
+    assert 'data-status="queued"' in started and "data-ok" not in started
+    poll = re.search(r'hx-get="(/office/audit/verify/\d+)"', started)
+    assert poll and 'hx-trigger="every 1s"' in started
+    waiting = client.get(poll.group(1), headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'data-status="queued"' in waiting
+    monkeypatch.undo()
+    job_id = int(poll.group(1).rsplit("/", 1)[1])
+    jobs.run(app, job_id)  # a worker takes it
+    done = client.get(poll.group(1), headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'data-ok="yes"' in done and "hx-get" not in done
+    assert "The chain is intact: 3 events checked." in done
+    assert client.get("/office/audit/verify/999999").status_code == 404

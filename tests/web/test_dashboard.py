@@ -131,9 +131,7 @@ def test_banks_and_enterprises_cannot_open_the_dashboard(client, login_as):
     assert client.get("/office/dashboard/export.xlsx").status_code == 403
 
 
-def test_the_loans_behind_a_figure_come_fifty_a_page_with_the_count_and_total_of_all(
-    app, world
-):
+def test_the_loans_behind_a_figure_come_fifty_a_page_with_the_count_and_total_of_all(app, world):
     from decimal import Decimal
 
     from models import LoanProduct
