@@ -177,8 +177,9 @@ def _decide_now(enterprise: Enterprise, scope: str) -> Decision:
 
 def _plan_collection(job: Job) -> list[tuple[dict[str, Any], int]]:
     """One chunk for the grant's scopes, which run in order with the consent checked before
-    and after each fetch; the chunk reports its progress per scope itself (size 0). Done
-    again after a worker died, each scope's batch is found by its idempotency key."""
+    and after each fetch; the chunk reports its progress per scope itself (size 0) and
+    commits each scope as it is stored. Done again after a worker died, it goes on from the
+    first scope not stored (see :func:`run_collection`)."""
     return [({"scopes": list(job.params.get("scopes") or [])}, 0)]
 
 
@@ -197,7 +198,14 @@ def run_collection(job: Job) -> None:
     connector = connector_for(current_app.config)
     scopes: list[str] = list(job.params.get("scopes") or grant.scope_list)
     failed: list[str] = []
+    # Each scope commits as it is stored: done again after its worker died, the chunk skips
+    # the scopes an earlier attempt stored (no second fetch, use or audit event for them).
+    stored_before = {
+        scope for scope, step in (job.result or {}).items() if step.get("status") == "succeeded"
+    }
     for index, scope in enumerate(scopes):
+        if scope in stored_before:
+            continue
         decision = _decide_now(enterprise, scope)
         if not decision.allowed:
             _stop(job, scopes[index:], decision.reason, decision.message)

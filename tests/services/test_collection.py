@@ -414,3 +414,36 @@ def test_new_records_recompute_the_profile_once_and_a_repeat_does_not(sme):
     db.session.commit()
     assert reload(again).status is JobStatus.SUCCEEDED
     assert len(snapshots()) == 1  # nothing new arrived: no new snapshot
+
+
+def test_a_collection_done_again_after_its_worker_died_goes_on_from_the_scope_not_stored(
+    sme, monkeypatch
+):
+    user, enterprise = sme
+    job = collect(user, enterprise)
+    assert job.status is JobStatus.SUCCEEDED
+    # As if the worker had died after storing the first two scopes: the third not reported.
+    result = dict(job.result)
+    lost = ALL_SCOPES[2]
+    original = result.pop(lost)
+    rows = {t: stored(enterprise, t) for t in schema.SCOPE_TABLES[lost]}
+    job.result, job.status, job.steps_done = result, JobStatus.RUNNING, 2
+    db.session.commit()
+    grant_row = db.session.get(Authorization, job.authorization_id)
+    uses, fetch_events = grant_row.use_count, len(audit_actions(enterprise, "collection.fetch"))
+    fetched: list[str] = []
+    real_fetch = SandboxConnector.fetch
+
+    def counting(self, uscc, scope, months):
+        fetched.append(scope)
+        return real_fetch(self, uscc, scope, months)
+
+    monkeypatch.setattr(SandboxConnector, "fetch", counting)
+    collection.run_collection(job)  # the chunk, done again by another worker
+    job = reload(job)
+    assert fetched == [lost], "the scopes already stored are not fetched again"
+    # its batch is found by its idempotency key: the same batch, nothing stored twice
+    assert job.result[lost]["batches"] == original["batches"]
+    assert {t: stored(enterprise, t) for t in schema.SCOPE_TABLES[lost]} == rows
+    assert db.session.get(Authorization, job.authorization_id).use_count == uses + 1
+    assert len(audit_actions(enterprise, "collection.fetch")) == fetch_events + 1
