@@ -133,3 +133,26 @@ def test_verify_shows_its_progress_until_the_report(
     assert 'data-ok="yes"' in done and "hx-get" not in done
     assert "The chain is intact: 3 events checked." in done
     assert client.get("/office/audit/verify/999999").status_code == 404
+
+
+def test_the_action_choices_and_a_capped_count(app: Flask, factory, monkeypatch) -> None:
+    from app.services import audit_viewer
+
+    office_id = factory.user(OrgKind.OFFICE).user_id
+    with app.app_context():
+        for action in ("test.b", "test.a", "test.c", "test.a", "test.b"):
+            audit.record(action, actor=None)
+        db.session.commit()
+        assert [a for a in audit_viewer.actions() if a.startswith("test.")] == [
+            "test.a",
+            "test.b",
+            "test.c",
+        ]
+        office = db.session.get(User, office_id)
+        monkeypatch.setattr(audit_viewer, "COUNT_CAP", 3)
+        flt = audit_viewer.AuditFilter(action="test.")
+        first = audit_viewer.search(office, flt, 1, per_page=2)
+        assert (first.total, first.pages, first.capped) == (3, 2, True)
+        assert [r.event.action for r in first.rows] == ["test.b", "test.a"]  # newest first
+        narrow = audit_viewer.search(office, audit_viewer.AuditFilter(action="test.c"), 1, 2)
+        assert (narrow.total, narrow.pages, narrow.capped) == (1, 1, False)
