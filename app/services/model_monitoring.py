@@ -35,7 +35,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,7 @@ class DriftReport:
     score_psi: float | None
     features: list[FeatureDrift] = field(default_factory=list)
     threshold: float = PSI_SHIFTED
+    population: int = 0  # enterprises on the platform (more than n_live: a sample compared)
 
     @property
     def score_shifted(self) -> bool:
@@ -249,11 +250,26 @@ def drift_against(
     return float(result["score"]), rows
 
 
-def live_features() -> pd.DataFrame:
-    """The newest profile's features of every enterprise that has one (index enterprise id)."""
+DRIFT_SAMPLE = 20_000
+"""Enterprises whose features the drift page compares at most: a systematic sample of a
+larger population (every k-th enterprise by id). PSI over ten bins moves by about a
+thousandth between such samples, far below the 0.1 and 0.25 thresholds, where reading and
+scoring half a million profiles in the request would take tens of seconds."""
+
+
+def live_features(sample: int | None = None) -> pd.DataFrame:
+    """The newest profile's features of every enterprise that has one (index enterprise id)
+    — or, with ``sample``, of every k-th enterprise by id, about ``sample`` of them (the
+    same ones from one request to the next while the enterprises do not change)."""
     c = CreditProfile
-    newest = sa.select(sa.func.max(c.id)).group_by(c.enterprise_id).scalar_subquery()
-    rows = db.session.execute(sa.select(c.enterprise_id, c.features).where(c.id.in_(newest)))
+    rows: Iterable[Any]
+    if sample is None:
+        newest = sa.select(sa.func.max(c.id)).group_by(c.enterprise_id).scalar_subquery()
+        rows = db.session.execute(sa.select(c.enterprise_id, c.features).where(c.id.in_(newest)))
+    else:
+        ids = db.session.scalars(sa.select(Enterprise.id).order_by(Enterprise.id)).all()
+        step = max(1, -(-len(ids) // max(sample, 1)))
+        rows = profiles.latest_columns(ids[::step], ["features"])
     records = {eid: feats or {} for eid, feats in rows}
     frame = pd.DataFrame.from_dict(records, orient="index", columns=FEATURE_NAMES)
     frame = frame.reindex(columns=FEATURE_NAMES).apply(pd.to_numeric, errors="coerce")
@@ -269,12 +285,13 @@ def population_drift(version: ModelVersion | None = None) -> DriftReport:
     model = model_registry.load_version(version)
     reference = model.reference
     n_train = int(reference.get("n", 0))
-    X = live_features()
+    population = db.session.scalar(sa.select(sa.func.count()).select_from(Enterprise)) or 0
+    X = live_features(DRIFT_SAMPLE if population > DRIFT_SAMPLE else None)
     if X.empty:
         return DriftReport(version, 0, n_train, None)
     score = model.predict(X)["score"].to_numpy(dtype=np.float64)
     score_psi, rows = drift_against(reference, X, score)
-    return DriftReport(version, len(X), n_train, score_psi, rows)
+    return DriftReport(version, len(X), n_train, score_psi, rows, population=int(population))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -264,3 +264,22 @@ def test_seed_demo_governance_adds_a_challenger_and_its_holdout_once(app_ctx: Fl
     gbms = [v for v in model_registry.versions() if v.kind.value == "gbm"]
     assert len(gbms) == 1 and gbms[0].status is ModelStatus.CANDIDATE
     assert gbms[0].validation_report["test"]["n"] == first.n
+
+
+def test_drift_compares_a_sample_of_a_large_population(
+    app_ctx: Flask, factory: Factory, trained_pair: TrainedPair, monkeypatch
+) -> None:
+    """Past DRIFT_SAMPLE enterprises, every k-th by id is compared (the same ones each time),
+    and the report says how many there are in all."""
+    ids = _enterprises(factory, 9)
+    card = model_registry.register(trained_pair.scorecard_dir, None)
+    model_registry.approve(card, None, recompute=False)
+    profiles.compute_all(ids)
+    db.session.commit()
+    monkeypatch.setattr(model_monitoring, "DRIFT_SAMPLE", 3)
+    report = model_monitoring.population_drift()
+    assert (report.n_live, report.population) == (3, 9)
+    sample = model_monitoring.live_features(3)
+    assert list(sample.index) == sorted(ids)[::3]
+    again = model_monitoring.population_drift()
+    assert again.score_psi == report.score_psi
