@@ -90,6 +90,7 @@ BODY_MODULES = {
     "ingestion.bulk": "app.services.bulk_jobs",
     "matching.batch": "app.services.bulk_jobs",
     "audit.verify": "app.services.audit_verify",
+    "pool.simulation": "app.services.pool_simulation",
 }
 BACKENDS = ("eager", "thread", "celery")
 _PENDING = "xinyidai_pending_jobs"

@@ -29,12 +29,12 @@ from app.forms import ConfirmForm, MultiCheckboxField, show_error
 from app.office import bp
 from app.security import reauth_required
 from app.services import pool as pool_service
+from app.services import pool_simulation as pool_simulation_service
 from app.services import workdays
 from app.services.accounts import AccountError
 from app.services.paging import page_of
-from app.services.pool_simulation import simulate_pool
 from app.services.products import grades
-from models import Role, db
+from models import Job, Role, db
 from models.pool import ClaimStatus, PoolClaim, RiskPool
 
 TEN_THOUSAND = Decimal(10_000)
@@ -340,18 +340,47 @@ def pool_claim_decide(claim_id: int, decision: str) -> Any:
 
 @bp.route("/pool/simulation", methods=["GET", "POST"])
 def pool_simulation() -> Any:
+    """The simulation's form; a run is a job (minutes of CPU for a province's pool), shown
+    on ``?job=`` while it runs and once it is done."""
     pool = _pool_or_404()
     form = SimulationForm()
-    result = missing = None
     if form.validate_on_submit():
-        result, missing = simulate_pool(
+        job_id = pool_simulation_service.start_simulation(
+            current_user,
             pool,
             rho=float(form.rho.data),
             stress=float(form.stress.data),
             lgd=float(form.lgd.data),
             trials=int(form.trials.data),
             seed=int(form.seed.data),
+        ).id
+        db.session.commit()
+        return redirect(url_for("office.pool_simulation", job=job_id))
+    job = None
+    if request.method == "GET" and (wanted := request.args.get("job", type=int)):
+        job = _simulation_job(wanted)
+        form = SimulationForm(
+            formdata=None, data={k: job.params[k] for k in pool_simulation_service.PARAMETERS}
         )
     return render_template(
-        "office/pool_simulation.html", pool=pool, form=form, result=result, missing=missing
+        "office/pool_simulation.html", pool=pool, form=form, job=job, **_figures(job)
     ), (422 if form.errors else 200)
+
+
+@bp.get("/pool/simulation/jobs/<int:job_id>")
+def pool_simulation_job(job_id: int) -> Any:
+    job = _simulation_job(job_id)
+    return render_template("office/_pool_simulation_result.html", job=job, **_figures(job))
+
+
+def _simulation_job(job_id: int) -> Job:
+    job = db.session.get(Job, job_id)
+    if job is None or job.kind != pool_simulation_service.SIMULATION_JOB:
+        abort(404)
+    return job
+
+
+def _figures(job: Job | None) -> dict[str, Any]:
+    found = pool_simulation_service.result_of(job) if job is not None else None
+    result, missing = found if found is not None else (None, None)
+    return {"result": result, "missing": missing}

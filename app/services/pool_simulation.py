@@ -8,19 +8,23 @@ costs the pool the loan's covered amount × LGD (the share of the principal lost
 exhausted when a year's losses exceed its balance.
 
 :func:`simulate` is pure numpy (arrays in, figures out), vectorized in chunks of years; the
-same seed gives the same figures.
+same seed gives the same figures. The office's page runs it as a job
+(:func:`start_simulation`): a province's pool covers tens of thousands of loans, and the
+default 20,000 years of 50,000 loans take about 13 s of CPU — up to 200,000 years, minutes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 from scipy.special import ndtri
 
-from models import db
+from app.jobs import enqueue, job_body
+from models import Job, JobStatus, User, db
 from models.loan import Loan, LoanStatus
 from models.pool import CoverageStatus, PoolCoverage, RiskPool
 
@@ -118,12 +122,13 @@ def covered_book(pool: RiskPool) -> tuple[np.ndarray, np.ndarray, int]:
         )
         .order_by(Loan.id)
     ).all()
-    latest = profiles.latest_profiles({eid for eid, _ in rows})
+    # The PD alone, not every profile's features and reasons.
+    latest: dict[int, Any] = {
+        row.enterprise_id: row.pd
+        for row in profiles.latest_columns({eid for eid, _ in rows}, ["pd"])
+    }
     pds = np.array(
-        [
-            np.nan if (p := latest.get(eid)) is None or p.pd is None else float(p.pd)
-            for eid, _ in rows
-        ],
+        [np.nan if (pd := latest.get(eid)) is None else float(pd) for eid, _ in rows],
         dtype=float,
     )
     missing = int(np.isnan(pds).sum())
@@ -156,3 +161,42 @@ def simulate_pool(
         seed=seed,
     )
     return result, missing
+
+
+SIMULATION_JOB = "pool.simulation"
+PARAMETERS = ("rho", "stress", "lgd", "trials", "seed")
+
+
+def start_simulation(actor: User | None, pool: RiskPool, **parameters: Any) -> Job:
+    """Queue :func:`simulate_pool` of ``pool`` with ``parameters`` (rho, stress, lgd,
+    trials, seed); it runs once the caller commits, and :func:`result_of` reads its
+    figures."""
+    unknown = set(parameters) - set(PARAMETERS)
+    if unknown:
+        raise TypeError(f"unknown simulation parameters {sorted(unknown)}")
+    return enqueue(SIMULATION_JOB, steps_total=1, pool_id=pool.id,
+                   requested_by=actor.id if actor else None, **parameters)  # fmt: skip
+
+
+@job_body(SIMULATION_JOB)
+def _simulation_job(job: Job) -> None:
+    pool = db.session.get(RiskPool, int(job.params["pool_id"]))
+    if pool is None:
+        raise LookupError(f"pool {job.params['pool_id']} no longer exists")
+    p = job.params
+    result, missing = simulate_pool(
+        pool, rho=float(p["rho"]), stress=float(p["stress"]), lgd=float(p["lgd"]),
+        trials=int(p["trials"]), seed=int(p["seed"]),
+    )  # fmt: skip
+    job.result = {**asdict(result), "missing": missing}
+    job.steps_done = 1
+
+
+def result_of(job: Job) -> tuple[SimulationResult, int] | None:
+    """A finished simulation's figures and its loans without a PD (None while it runs or if
+    it failed)."""
+    data = dict(job.result or {})
+    if job.status is not JobStatus.SUCCEEDED or "trials" not in data:
+        return None
+    missing = int(data.pop("missing", 0))
+    return SimulationResult(**data), missing

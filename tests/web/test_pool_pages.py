@@ -169,13 +169,39 @@ def test_simulation_page_draws_the_distribution(client, setup):
         data={"rho": "0.2", "stress": "1", "lgd": "1", "trials": "2000", "seed": "7",
               "csrf_token": token},
     )  # fmt: skip
-    html = response.get_data(as_text=True)
-    assert response.status_code == 200 and 'data-testid="histogram"' in html
-    assert html.count("<rect") == 30
+    assert response.status_code == 302 and "?job=" in response.headers["Location"]
+    shown = client.get(response.headers["Location"])  # the job ran (eagerly, in tests)
+    html = shown.get_data(as_text=True)
+    assert shown.status_code == 200 and 'data-testid="histogram"' in html
+    assert html.count("<rect") == 30 and 'value="2000"' in html  # the form keeps the run's
     again = client.post(
         "/office/pool/simulation",
         data={"rho": "0.2", "stress": "1", "lgd": "1", "trials": "2000", "seed": "7",
               "csrf_token": token},
+        follow_redirects=True,
     ).get_data(as_text=True)  # fmt: skip
     pick = lambda h: h.split('data-testid="var99">')[1].split("<")[0]  # noqa: E731
     assert pick(html) == pick(again)
+
+
+def test_a_simulation_shows_its_progress_until_its_figures(client, app, setup, monkeypatch):
+    from app import jobs
+
+    _login(client, setup["office"])
+    monkeypatch.setattr(jobs.EagerRunner, "submit", lambda self, app, job_id: None)  # busy
+    token = csrf_token(client, "/office/pool/simulation")
+    location = client.post(
+        "/office/pool/simulation",
+        data={"rho": "0.2", "stress": "1", "lgd": "1", "trials": "1000", "seed": "3",
+              "csrf_token": token},
+    ).headers["Location"]  # fmt: skip
+    waiting = client.get(location).get_data(as_text=True)
+    assert 'data-status="queued"' in waiting and 'hx-trigger="every 1s"' in waiting
+    assert 'data-testid="histogram"' not in waiting
+    job_id = int(location.rsplit("=", 1)[1])
+    monkeypatch.undo()
+    jobs.run(app, job_id)  # a worker takes it
+    done = client.get(f"/office/pool/simulation/jobs/{job_id}").get_data(as_text=True)
+    assert 'data-status="succeeded"' in done and 'data-testid="histogram"' in done
+    assert "hx-get" not in done
+    assert client.get("/office/pool/simulation?job=999999").status_code == 404
