@@ -10,7 +10,8 @@ exhausted when a year's losses exceed its balance.
 :func:`simulate` is pure numpy (arrays in, figures out), vectorized in chunks of years; the
 same seed gives the same figures. The office's page runs it as a job
 (:func:`start_simulation`): a province's pool covers tens of thousands of loans, and the
-default 20,000 years of 50,000 loans take about 13 s of CPU — up to 200,000 years, minutes.
+default 20,000 years of 20,000 loans took 5.1 s of CPU here (linear in loans and years:
+about 13 s for 50,000 loans; up to 200,000 years may be asked for).
 """
 
 from __future__ import annotations
