@@ -17,6 +17,7 @@ from app.office import bp
 from app.office.policy_forms import DecisionForm, PolicyForm
 from app.services import policies, workdays
 from app.services.accounts import AccountError, PermissionRefused
+from app.services.paging import page_of
 from models import PolicyApplicationStatus, PolicyStatus, Role, SupportPolicy
 
 LABELS = {
@@ -123,9 +124,14 @@ def policy_applications() -> Any:
     status = (
         PolicyApplicationStatus(raw) if raw in {s.value for s in PolicyApplicationStatus} else None
     )
+    found = page_of(
+        policies.office_applications_query(current_user, status),
+        request.args.get("page", 1, type=int),
+    )
     return render_template(
         "office/policy_applications.html",
-        rows=policies.applications_for_office(current_user, status),
+        rows=found.items,
+        found=found,
         status=status.value if status else "all",
         form=DecisionForm(),
         **LABELS,

@@ -459,20 +459,22 @@ def _bank_applications(
     return query if status is None else query.where(LoanApplication.status == status)
 
 
-def overdue(now: dt.datetime | None = None) -> list[LoanApplication]:
-    """For the office: applications the bank has not answered within its deadline."""
-    now = now or utcnow()
-    return list(
-        db.session.scalars(
-            sa.select(LoanApplication)
-            .options(_LIST_LOADS, selectinload(LoanApplication.enterprise))
-            .where(
-                LoanApplication.status.in_((S.SUBMITTED, S.UNDER_REVIEW)),
-                LoanApplication.respond_by < now,
-            )
-            .order_by(LoanApplication.respond_by)
+def overdue_query(now: dt.datetime) -> sa.Select[Any]:
+    """For the office: applications the bank has not answered within its deadline, the
+    longest overdue first, each with its product, bank and enterprise."""
+    return (
+        sa.select(LoanApplication)
+        .options(_LIST_LOADS, selectinload(LoanApplication.enterprise))
+        .where(
+            LoanApplication.status.in_((S.SUBMITTED, S.UNDER_REVIEW)),
+            LoanApplication.respond_by < now,
         )
+        .order_by(LoanApplication.respond_by, LoanApplication.id)
     )
+
+
+def overdue(now: dt.datetime | None = None) -> list[LoanApplication]:
+    return list(db.session.scalars(overdue_query(now or utcnow())))
 
 
 # Routing past the deadline ------------------------------------------------------------

@@ -770,9 +770,11 @@ def applications_of_enterprise(actor: User) -> list[PolicyApplication]:
     )
 
 
-def applications_for_office(
+def office_applications_query(
     actor: User, status: PolicyApplicationStatus | None = None, policy_id: int | None = None
-) -> list[PolicyApplication]:
+) -> sa.Select[Any]:
+    """The applications the office reviews (those in ``status``, of ``policy_id``), oldest
+    first, with what the list shows of each."""
     if actor.org_kind is not OrgKind.OFFICE:
         raise PermissionRefused(_l("Only the financial office reviews applications."))
     query = sa.select(PolicyApplication)
@@ -780,11 +782,13 @@ def applications_for_office(
         query = query.where(PolicyApplication.status == status)
     if policy_id is not None:
         query = query.where(PolicyApplication.policy_id == policy_id)
-    return list(
-        db.session.scalars(
-            query.order_by(PolicyApplication.submitted_at, PolicyApplication.id).options(*_loaded())
-        )
-    )
+    return query.order_by(PolicyApplication.submitted_at, PolicyApplication.id).options(*_loaded())
+
+
+def applications_for_office(
+    actor: User, status: PolicyApplicationStatus | None = None, policy_id: int | None = None
+) -> list[PolicyApplication]:
+    return list(db.session.scalars(office_applications_query(actor, status, policy_id)))
 
 
 def application_for_office(actor: User, application_id: int) -> PolicyApplication | None:

@@ -286,3 +286,27 @@ def test_the_unread_badge_comes_with_the_session_lookup_and_follows_changes(app,
         db.session.rollback()
     page = client.get("/enterprise/").get_data(as_text=True)
     assert re.search(r'data-testid="unread-count">2<', page)  # the rollback kept both
+
+
+def test_overdue_applications_come_fifty_a_page_longest_overdue_first(app, factory):
+    ((_bank, product_id),) = _banks_with_products(app, factory, 1)
+    smes = [factory.enterprise() for _ in range(52)]  # one open application each
+    office = factory.user(OrgKind.OFFICE)
+    now = dt.datetime.now(dt.UTC)
+    with app.app_context():
+        product = db.session.get(LoanProduct, product_id)
+        made = []
+        for k, sme in enumerate(smes):  # submitted 60 down to 9 days ago: all overdue
+            user = db.session.get(User, sme.user_id)
+            application = applications.create(user, product, Decimal("300000"), 12, "周转")
+            applications.submit(
+                user, application, confirm_sharing=True, now=now - dt.timedelta(days=60 - k)
+            )
+            made.append(application.id)
+        db.session.commit()
+    client = _client(app, office)
+    first = client.get("/office/applications/overdue").get_data(as_text=True)
+    second = client.get("/office/applications/overdue?page=2").get_data(as_text=True)
+    shown = [int(i) for i in re.findall(r'data-application="(\d+)"', first + second)]
+    assert shown == made and len(re.findall(r'data-application="', first)) == 50
+    assert 'rel="next"' in first and 'rel="prev"' in second
