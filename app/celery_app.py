@@ -38,6 +38,10 @@ celery.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
+    # A task still running after an hour is hung (a chunk takes seconds to minutes): its
+    # process is killed, its chunk's heartbeat stops, and the reaper hands the chunk out
+    # again — up to JOBS_CHUNK_ATTEMPTS times, then fails it and its job.
+    task_time_limit=int(os.environ.get("CELERY_TASK_TIME_LIMIT", "3600")),
     task_ignore_result=True,
     task_serializer="json",
     accept_content=["json"],
