@@ -36,7 +36,6 @@ from app.services import (
     workdays,
 )
 from app.services.matching_engine import EnterpriseFacts, eligibility
-from ml import schema
 from models import (
     Authorization,
     AuthorizationKind,
@@ -693,8 +692,5 @@ def _enterprise_select() -> sa.Select[*tuple[Any, ...]]:
 
 def _latest_versions(table: str, enterprise_id: int, months: int = 24) -> list[Any]:
     """The latest version of each of one enterprise's records in ``table``, of its newest
-    ``months`` periods, newest period first."""
-    rows = objections.latest_record_rows(enterprise_id, table, _RECORD_NAMES[table])
-    period = schema.PERIOD_COLUMN[table]
-    keep = set(sorted({getattr(r, period) for r in rows}, reverse=True)[:months])
-    return [r for r in rows if getattr(r, period) in keep]
+    ``months`` periods (picked in the query), newest period first."""
+    return objections.latest_record_rows(enterprise_id, table, _RECORD_NAMES[table], months)

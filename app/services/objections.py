@@ -146,34 +146,60 @@ def latest_records(enterprise_id: int, table: str, limit: int | None = 120) -> l
 
 
 def latest_record_rows(
-    enterprise_id: int, table: str, columns: Sequence[str] | None = None
+    enterprise_id: int,
+    table: str,
+    columns: Sequence[str] | None = None,
+    months: int | None = None,
 ) -> list[Any]:
-    """:func:`latest_records` (all of them) as read-only rows, not records the session
-    tracks: what a bank's profile page shows, a hundred rows and more on every view (loading
-    them as records cost more than the query). The rows have ``columns`` (None: all the
-    table's), and always the record's key and period columns (what marks an objection and
-    picks the months)."""
+    """:func:`latest_records` (all of them, or those of the newest ``months`` periods the
+    enterprise has in ``table``) as read-only rows, not records the session tracks: what a
+    bank's profile page shows, a hundred rows and more on every view (loading them as
+    records cost more than the query). The rows have ``columns`` (None: all the table's),
+    and always the record's key and period columns (what marks an objection and picks the
+    months). The periods are picked in the query: years of older records are not read."""
     wanted = None if columns is None else tuple(columns)
     return list(
         db.session.execute(
-            _latest_select(table, None, True, wanted), {"enterprise_id": enterprise_id}
+            _latest_select(table, None, True, wanted, months), {"enterprise_id": enterprise_id}
         )
     )
 
 
 @cache
 def _latest_select(
-    table: str, limit: int | None, rows: bool = False, columns: tuple[str, ...] | None = None
+    table: str,
+    limit: int | None,
+    rows: bool = False,
+    columns: tuple[str, ...] | None = None,
+    months: int | None = None,
 ) -> sa.Select[Any]:
     """The SELECT behind :func:`latest_records` (``rows``: :func:`latest_record_rows`, of
-    ``columns`` and the key and period columns, None: all), built once per table, limit and
-    columns (a bank's profile page runs it on every request); binds ``enterprise_id``."""
+    ``columns`` and the key and period columns, None: all; ``months``: of the newest that
+    many distinct periods only), built once per table, limit, columns and months (a bank's
+    profile page runs it on every request); binds ``enterprise_id``."""
     model = RECORD_MODELS[table]
     enterprise_id: sa.BindParameter[int] = sa.bindparam("enterprise_id")
     keys = [getattr(model, k) for k in key_columns(table)]
+    period = getattr(model, schema.PERIOD_COLUMN[table])
+    recent: list[Any] = []
+    if months is not None:
+        # The oldest period kept: the months-th newest the enterprise has (none: keep all),
+        # found through the (enterprise, period) index, computed once per statement.
+        other = sa.orm.aliased(model)
+        other_period = getattr(other, schema.PERIOD_COLUMN[table])
+        cutoff = (
+            sa.select(other_period)
+            .where(other.enterprise_id == enterprise_id)
+            .distinct()
+            .order_by(other_period.desc())
+            .offset(months - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
+        recent = [sa.or_(cutoff.is_(None), period >= cutoff)]
     newest = (
         sa.select(*keys, sa.func.max(model.version).label("v"))
-        .where(model.enterprise_id == enterprise_id)
+        .where(model.enterprise_id == enterprise_id, *recent)
         .group_by(*keys)
         .subquery()
     )
@@ -181,7 +207,6 @@ def _latest_select(
         model.version == newest.c.v,
         *(getattr(model, k) == newest.c[k] for k in key_columns(table)),
     ]
-    period = getattr(model, schema.PERIOD_COLUMN[table])
     if not rows:
         shown: Sequence[Any] = (model,)
     elif columns is None:
