@@ -15,14 +15,23 @@ from app.forms import ConfirmForm
 from app.services import authorization, needs, products
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.authorization import Action
+from app.services.paging import PER_PAGE, Page
 from models import FinancingNeed
 
 
 @bp.get("/needs")
 def need_list() -> Any:
-    """Needs whose enterprise shared its profile and that fit one of this bank's products."""
+    """Needs whose enterprise shared its profile and that fit one of this bank's products,
+    oldest first, 50 a page."""
+    everything = needs.visible_to_bank(current_user)
+    pages = max(1, -(-len(everything) // PER_PAGE))
+    page = min(max(request.args.get("page", 1, type=int), 1), pages)
+    rows = everything[(page - 1) * PER_PAGE : page * PER_PAGE]
     return render_template(
-        "bank/needs.html", rows=needs.visible_to_bank(current_user), form=ConfirmForm()
+        "bank/needs.html",
+        rows=rows,
+        found=Page(rows, len(everything), page, pages),
+        form=ConfirmForm(),
     )
 
 

@@ -310,3 +310,20 @@ def test_overdue_applications_come_fifty_a_page_longest_overdue_first(app, facto
     shown = [int(i) for i in re.findall(r'data-application="(\d+)"', first + second)]
     assert shown == made and len(re.findall(r'data-application="', first)) == 50
     assert 'rel="next"' in first and 'rel="prev"' in second
+
+
+def test_a_banks_needs_come_fifty_a_page_oldest_first(app, factory):
+    ((bank, _product_id),) = _banks_with_products(app, factory, 1)
+    smes = [factory.enterprise() for _ in range(52)]
+    with app.app_context():
+        made = [
+            needs.post(db.session.get(User, sme.user_id), TERMS, confirm_sharing=True).id
+            for sme in smes
+        ]
+        db.session.commit()
+    client = _client(app, bank)
+    first = client.get("/bank/needs").get_data(as_text=True)
+    second = client.get("/bank/needs?page=2").get_data(as_text=True)
+    shown = [int(i) for i in re.findall(r'data-need="(\d+)"', first + second)]
+    assert shown == made and len(re.findall(r'data-need="', first)) == 50
+    assert 'rel="next"' in first and 'rel="prev"' in second
