@@ -435,10 +435,17 @@ def _plan(job: Job, chunked: ChunkedKind) -> list[int]:
             db.session.execute(
                 sa.update(Job).where(Job.id == job_id).values(steps_total=total, steps_done=0)
             )
-    db.session.commit()
     if not existing and not planned:
-        _complete_if_done(job_id)
+        # Nothing to do: claimed and completed in the one transaction (a finish that raises
+        # fails the job with its message).
+        try:
+            _complete_if_done(job_id)
+        except Exception as exc:
+            log.exception("job %s (%s): completing it failed", job_id, job.kind)
+            db.session.rollback()
+            _fail(job_id, f"{type(exc).__name__}: {exc}")
         return []
+    db.session.commit()
     return list(
         db.session.scalars(
             sa.select(JobChunk.id)
@@ -660,8 +667,9 @@ def reap(app: Flask | None = None, now: dt.datetime | None = None, *, send: bool
     again those chunks, pending chunks nobody claimed within the timeout (a lost message)
     and jobs still queued after it (the queue was away). Then complete the running jobs
     whose chunks are all done since the timeout (the worker that finished the last one
-    stopped before completing the job, or the job's ``finish`` failed). Commits. With
-    ``send=False`` only the database is changed."""
+    stopped before completing the job, or the job's ``finish`` failed: should it fail again
+    here, the job fails with its message). Commits. With ``send=False`` only the database is
+    changed."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     now = now or utcnow()
     timeout = dt.timedelta(seconds=float(app.config.get("JOBS_CHUNK_TIMEOUT", 120)))
@@ -746,9 +754,10 @@ def reap(app: Flask | None = None, now: dt.datetime | None = None, *, send: bool
         try:
             if _complete_if_done(job_id):
                 completed.append(job_id)
-        except Exception:
-            log.exception("job %s: completing it failed again", job_id)
+        except Exception as exc:  # the second try (the last chunk's worker made the first)
+            log.exception("job %s: completing it failed again; the job fails", job_id)
             db.session.rollback()
+            _fail(job_id, f"{type(exc).__name__}: {exc}")
     report = Reaped(stale, lost, queued, failed, completed)
     if send and (stale or lost or queued):
         runner = runner_for(app)

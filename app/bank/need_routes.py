@@ -15,7 +15,7 @@ from app.forms import ConfirmForm
 from app.services import authorization, needs, products
 from app.services.accounts import AccountError, PermissionRefused
 from app.services.authorization import Action
-from app.services.paging import PER_PAGE, Page
+from app.services.paging import page_of_list
 from models import FinancingNeed
 
 
@@ -23,16 +23,8 @@ from models import FinancingNeed
 def need_list() -> Any:
     """Needs whose enterprise shared its profile and that fit one of this bank's products,
     oldest first, 50 a page."""
-    everything = needs.visible_to_bank(current_user)
-    pages = max(1, -(-len(everything) // PER_PAGE))
-    page = min(max(request.args.get("page", 1, type=int), 1), pages)
-    rows = everything[(page - 1) * PER_PAGE : page * PER_PAGE]
-    return render_template(
-        "bank/needs.html",
-        rows=rows,
-        found=Page(rows, len(everything), page, pages),
-        form=ConfirmForm(),
-    )
+    found = page_of_list(needs.visible_to_bank(current_user), request.args.get("page", 1, type=int))
+    return render_template("bank/needs.html", rows=found.items, found=found, form=ConfirmForm())
 
 
 @bp.post("/needs/<int:need_id>/take")

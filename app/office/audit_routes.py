@@ -69,12 +69,7 @@ def audit_verify() -> Any:
     job = db.session.get(Job, job_id)
     if job is None:
         abort(404)
-    template = (
-        "office/_audit_verify.html"
-        if request.headers.get("HX-Request")
-        else "office/audit_verify.html"
-    )
-    return render_template(template, job=job, report=audit_verify_job.report_of(job))
+    return _verification(job)
 
 
 @bp.get("/audit/verify/<int:job_id>")
@@ -82,9 +77,11 @@ def audit_verify_progress(job_id: int) -> Any:
     job = db.session.get(Job, job_id)
     if job is None or job.kind != audit_verify_job.VERIFY_JOB:
         abort(404)
-    template = (
-        "office/_audit_verify.html"
-        if request.headers.get("HX-Request")
-        else "office/audit_verify.html"
-    )
+    return _verification(job)
+
+
+def _verification(job: Job) -> Any:
+    """The verification's progress or report: the fragment for htmx, else a whole page."""
+    partial = request.headers.get("HX-Request")
+    template = "office/_audit_verify.html" if partial else "office/audit_verify.html"
     return render_template(template, job=job, report=audit_verify_job.report_of(job))

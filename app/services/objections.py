@@ -183,6 +183,10 @@ def _latest_select(
     period = getattr(model, schema.PERIOD_COLUMN[table])
     recent: list[Any] = []
     if months is not None:
+        if schema.PERIOD_COLUMN[table] not in key_columns(table):
+            # Versions are picked among the window's rows: right only when a correction
+            # cannot move a record's period (the period is part of its key).
+            raise ValueError(f"{table}: its period is not part of the key; no months window")
         # The oldest period kept: the months-th newest the enterprise has (none: keep all),
         # found through the (enterprise, period) index, computed once per statement.
         other = sa.orm.aliased(model)

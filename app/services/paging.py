@@ -35,3 +35,11 @@ def page_of(
     page = min(max(page, 1), pages) if clamp else max(page, 1)
     items = list(db.session.scalars(query.offset((page - 1) * per_page).limit(per_page)))
     return Page(items, int(total or 0), page, pages)
+
+
+def page_of_list(items: list[T], page: int, per_page: int = PER_PAGE) -> Page[T]:
+    """Page ``page`` (past the end: the last) of a list already in memory — for a list
+    that is filtered in Python after its query (a bank's needs, matched to its products)."""
+    pages = max(1, -(-len(items) // per_page))
+    page = min(max(page, 1), pages)
+    return Page(items[(page - 1) * per_page : page * per_page], len(items), page, pages)

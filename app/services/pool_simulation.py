@@ -24,7 +24,7 @@ import numpy as np
 import sqlalchemy as sa
 from scipy.special import ndtri
 
-from app.jobs import enqueue, job_body
+from app.jobs import chunked_job, enqueue
 from models import Job, JobStatus, User, db
 from models.loan import Loan, LoanStatus
 from models.pool import CoverageStatus, PoolCoverage, RiskPool
@@ -179,8 +179,18 @@ def start_simulation(actor: User | None, pool: RiskPool, **parameters: Any) -> J
                    requested_by=actor.id if actor else None, **parameters)  # fmt: skip
 
 
-@job_body(SIMULATION_JOB)
-def _simulation_job(job: Job) -> None:
+def _plan_simulation(job: Job) -> list[tuple[dict[str, Any], int]]:
+    """One chunk (a chunked job, so a worker that dies running it is replaced by the
+    reaper, and one that dies on every attempt fails the job)."""
+    return [({}, 1)]
+
+
+def _store_figures(job: Job, results: list[dict[str, Any]]) -> None:
+    job.result = dict(results[0]["figures"])
+
+
+@chunked_job(SIMULATION_JOB, plan=_plan_simulation, finish=_store_figures)
+def _simulation_chunk(job: Job, payload: dict[str, Any]) -> dict[str, Any]:
     pool = db.session.get(RiskPool, int(job.params["pool_id"]))
     if pool is None:
         raise LookupError(f"pool {job.params['pool_id']} no longer exists")
@@ -189,8 +199,7 @@ def _simulation_job(job: Job) -> None:
         pool, rho=float(p["rho"]), stress=float(p["stress"]), lgd=float(p["lgd"]),
         trials=int(p["trials"]), seed=int(p["seed"]),
     )  # fmt: skip
-    job.result = {**asdict(result), "missing": missing}
-    job.steps_done = 1
+    return {"figures": {**asdict(result), "missing": missing}}
 
 
 def result_of(job: Job) -> tuple[SimulationResult, int] | None:

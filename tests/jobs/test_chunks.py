@@ -43,6 +43,7 @@ def _reset() -> None:
     failures.clear()
     kill_planning.clear()
     finished_jobs.clear()
+    failing_finish.clear()
 
 
 def fetch(job_id: int) -> Job:
@@ -202,7 +203,12 @@ def _plan_or_die(job: Job) -> list[tuple[dict[str, Any], int]]:
     return _plan_numbers(job)
 
 
+failing_finish: list[bool] = []
+
+
 def _count_finish(job: Job, results: list[dict[str, Any]]) -> None:
+    if failing_finish:
+        raise RuntimeError("the closing step failed")
     finished_jobs.append(job.id)
 
 
@@ -289,3 +295,28 @@ def test_a_savepoint_rolled_back_keeps_the_jobs_enqueued_before_it(app_ctx: Flas
     db.session.rollback()
     db.session.commit()
     assert db.session.get(Job, gone) is None and sorted(done_items) == [0, 1]
+
+
+def test_a_job_whose_closing_step_fails_again_fails_instead_of_running_forever(
+    app: Flask, app_ctx: Flask
+) -> None:
+    failing_finish.append(True)
+    job_id = jobs.enqueue("test-fragile", n=2, size=2).id
+    db.session.commit()  # the chunk is done; completing the job fails (first try)
+    assert fetch(job_id).status is JobStatus.RUNNING
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    assert jobs.reap(app, later).jobs_completed == []  # the second try fails too
+    job = fetch(job_id)
+    assert job.status is JobStatus.FAILED and job.message == "RuntimeError: the closing step failed"
+
+
+def test_a_job_with_nothing_to_do_is_claimed_and_completed_at_once(app_ctx: Flask) -> None:
+    job_id = jobs.enqueue("test-fragile", n=0, size=2).id
+    db.session.commit()
+    job = fetch(job_id)
+    assert job.status is JobStatus.SUCCEEDED and chunks_of(job_id) == []
+    assert finished_jobs == [job_id]
+    failing_finish.append(True)
+    failed = jobs.enqueue("test-fragile", n=0, size=2).id
+    db.session.commit()
+    assert fetch(failed).status is JobStatus.FAILED, "not left running with nothing to reap"

@@ -278,8 +278,11 @@ def test_drift_compares_a_sample_of_a_large_population(
     db.session.commit()
     monkeypatch.setattr(model_monitoring, "DRIFT_SAMPLE", 3)
     report = model_monitoring.population_drift()
-    assert (report.n_live, report.population) == (3, 9)
+    assert (report.n_live, report.population, report.sampled) == (3, 9, True)
     sample = model_monitoring.live_features(3)
     assert list(sample.index) == sorted(ids)[::3]
     again = model_monitoring.population_drift()
     assert again.score_psi == report.score_psi
+    monkeypatch.setattr(model_monitoring, "DRIFT_SAMPLE", 9)  # as many as there are
+    whole = model_monitoring.population_drift()
+    assert (whole.n_live, whole.population, whole.sampled) == (9, 9, False)
