@@ -304,12 +304,10 @@ def test_overdue_applications_come_fifty_a_page_longest_overdue_first(app, facto
             )
             made.append(application.id)
         db.session.commit()
-    client = _client(app, office)
-    first = client.get("/office/applications/overdue").get_data(as_text=True)
-    second = client.get("/office/applications/overdue?page=2").get_data(as_text=True)
-    shown = [int(i) for i in re.findall(r'data-application="(\d+)"', first + second)]
-    assert shown == made and len(re.findall(r'data-application="', first)) == 50
-    assert 'rel="next"' in first and 'rel="prev"' in second
+    assert _two_pages(_client(app, office), "/office/applications/overdue", "application") == (
+        made[:50],
+        made[50:],
+    )
 
 
 def test_a_banks_needs_come_fifty_a_page_oldest_first(app, factory):
@@ -321,9 +319,15 @@ def test_a_banks_needs_come_fifty_a_page_oldest_first(app, factory):
             for sme in smes
         ]
         db.session.commit()
-    client = _client(app, bank)
-    first = client.get("/bank/needs").get_data(as_text=True)
-    second = client.get("/bank/needs?page=2").get_data(as_text=True)
-    shown = [int(i) for i in re.findall(r'data-need="(\d+)"', first + second)]
-    assert shown == made and len(re.findall(r'data-need="', first)) == 50
+    assert _two_pages(_client(app, bank), "/bank/needs", "need") == (made[:50], made[50:])
+
+
+def _two_pages(client, path: str, attribute: str) -> tuple[list[int], list[int]]:
+    """The ids (``data-<attribute>``) on the first two pages of a paged list, checking
+    that the first links to the next and the second back."""
+    first = client.get(path).get_data(as_text=True)
+    second = client.get(f"{path}?page=2").get_data(as_text=True)
     assert 'rel="next"' in first and 'rel="prev"' in second
+    return tuple(  # type: ignore[return-value]
+        [int(i) for i in re.findall(rf'data-{attribute}="(\d+)"', page)] for page in (first, second)
+    )
