@@ -328,6 +328,5 @@ def _two_pages(client, path: str, attribute: str) -> tuple[list[int], list[int]]
     first = client.get(path).get_data(as_text=True)
     second = client.get(f"{path}?page=2").get_data(as_text=True)
     assert 'rel="next"' in first and 'rel="prev"' in second
-    return tuple(  # type: ignore[return-value]
-        [int(i) for i in re.findall(rf'data-{attribute}="(\d+)"', page)] for page in (first, second)
-    )
+    ids = [[int(i) for i in re.findall(rf'data-{attribute}="(\d+)"', p)] for p in (first, second)]
+    return ids[0], ids[1]
