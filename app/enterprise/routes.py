@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
@@ -17,6 +17,7 @@ from app.extensions import db
 from app.forms import ConfirmForm, show_error
 from app.services import audit, authorization, collection, enterprises
 from app.services.accounts import AccountError, PermissionRefused
+from app.services.paging import page_of
 from models import Authorization, AuthorizationKind, FetchFrequency, Job, Organization, Purpose
 from models.base import utcnow
 
@@ -190,10 +191,19 @@ def authorization_receipt(public_id: str) -> Response:
     return response
 
 
+DATA_USE_PER_PAGE = 100
+
+
 @bp.get("/data-use")
 def data_use() -> Any:
     enterprise = enterprises.enterprise_of(current_user)
-    events = audit.events_for_enterprise(enterprise.id)
+    # Every use, a page at a time: none is out of the enterprise's sight, however many.
+    found = page_of(
+        audit.enterprise_events_query(enterprise.id),
+        request.args.get("page", 1, type=int),
+        DATA_USE_PER_PAGE,
+    )
+    events = found.items
     org_ids = {e.actor_org_id for e in events if e.actor_org_id}
     names = (
         dict(
@@ -207,6 +217,7 @@ def data_use() -> Any:
     return render_template(
         "enterprise/data_use.html",
         events=events,
+        found=found,
         org_names=names,
         own_org_id=enterprise.organization_id,
         scope_labels=authorization.SCOPE_LABELS,

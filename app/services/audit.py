@@ -201,12 +201,14 @@ def verify_range(first: int, last: int | None, batch_size: int = 5000) -> ChainR
     return ChainReport(True, checked)
 
 
-def events_for_enterprise(enterprise_id: int, limit: int = 200) -> list[AuditEvent]:
-    return list(
-        db.session.scalars(
-            sa.select(AuditEvent)
-            .where(AuditEvent.enterprise_id == enterprise_id)
-            .order_by(AuditEvent.seq.desc())
-            .limit(limit)
-        )
+def enterprise_events_query(enterprise_id: int) -> sa.Select[Any]:
+    """Every event about one enterprise, newest first (its data-use log, paged)."""
+    return (
+        sa.select(AuditEvent)
+        .where(AuditEvent.enterprise_id == enterprise_id)
+        .order_by(AuditEvent.seq.desc())
     )
+
+
+def events_for_enterprise(enterprise_id: int, limit: int = 200) -> list[AuditEvent]:
+    return list(db.session.scalars(enterprise_events_query(enterprise_id).limit(limit)))

@@ -150,3 +150,29 @@ def test_post_loan_monitoring_needs_an_active_loan_from_that_bank(client, app, f
     )
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Authorization)) == 0
+
+
+def test_the_data_use_log_shows_every_use_a_page_at_a_time(client, app, login_as):
+    """However many uses, none is out of the enterprise's sight: 100 a page, newest first."""
+    from app.services import audit
+    from models import Enterprise, User
+
+    account = login_as(OrgKind.ENTERPRISE)
+    with app.app_context():
+        user = db.session.get(User, account.user_id)
+        enterprise_id = db.session.scalar(
+            sa.select(Enterprise.id).where(Enterprise.organization_id == user.organization_id)
+        )
+        for i in range(230):
+            audit.record("profile.view", actor=None, enterprise_id=enterprise_id, object_id=i)
+        db.session.commit()
+        seqs = db.session.scalars(
+            sa.select(AuditEvent.seq)
+            .where(AuditEvent.enterprise_id == enterprise_id)
+            .order_by(AuditEvent.seq.desc())
+        ).all()
+    pages = [client.get(f"/enterprise/data-use?page={n}").get_data(as_text=True) for n in (1, 2, 3)]
+    shown = [[int(s) for s in re.findall(r'data-seq="(\d+)"', page)] for page in pages]
+    assert [len(s) for s in shown] == [100, 100, len(seqs) - 200]
+    assert [s for page in shown for s in page] == list(seqs), "every use, newest first"
+    assert 'rel="next"' in pages[0] and 'rel="prev"' in pages[2] and 'rel="next"' not in pages[2]
