@@ -32,7 +32,6 @@ from app.services.matching import RuleResult
 from app.services.matching_engine import evaluate
 from models import (
     Enterprise,
-    LoanProduct,
     OrgKind,
     PolicyApplication,
     PolicyApplicationStatus,
@@ -373,13 +372,16 @@ def benefit(
     *,
     now: dt.datetime | None = None,
     exclude_id: int | None = None,
+    used: Decimal | None = None,
 ) -> Benefit:
-    """The claimable amount: the raw benefit within what the annual cap leaves this year."""
+    """The claimable amount: the raw benefit within what the annual cap leaves this year
+    (``used``: what was approved this year under the policy, if the caller has it)."""
     raw, working = raw_benefit(policy, loan, guarantee_fee_paid)
     if policy.annual_cap is None:
         return Benefit(raw, raw, working)
-    year = (now or utcnow()).astimezone(SHANGHAI).year
-    used = approved_this_year(policy, loan.enterprise_id, year, exclude_id)
+    if used is None:
+        year = (now or utcnow()).astimezone(SHANGHAI).year
+        used = approved_this_year(policy, loan.enterprise_id, year, exclude_id)
     cap = Decimal(policy.annual_cap)
     amount = max(min(raw, cap - used), Decimal(0)).quantize(CNY)
     return Benefit(
@@ -404,9 +406,7 @@ def _enterprise_of(actor: User) -> Enterprise:
 def loan_conditions(policy: SupportPolicy, loan: Loan) -> list[RuleResult]:
     """The policy's conditions on one loan, each explained."""
     labels = _type_labels()
-    product_type = db.session.scalar(
-        sa.select(LoanProduct.product_type).where(LoanProduct.id == loan.product_id)
-    )
+    product_type = loan.product.product_type
     in_period = policy.period_start <= loan.disbursed_on <= policy.period_end
     results = [
         RuleResult(
@@ -495,6 +495,7 @@ def _disbursed_loans(enterprise: Enterprise) -> list[Loan]:
     return list(
         db.session.scalars(
             sa.select(Loan)
+            .options(selectinload(Loan.product))  # each loan's type, for every policy
             .where(Loan.enterprise_id == enterprise.id)
             .order_by(Loan.disbursed_on.desc(), Loan.id.desc())
         )
@@ -514,12 +515,23 @@ def explain(
     facts = matching.facts_of([enterprise], now)
     passed = evaluate(facts, matching.rules_of(policies))[0]
     loans = _disbursed_loans(enterprise)
-    applied = {
-        (a.policy_id, a.loan_id): a
-        for a in db.session.scalars(
+    own = list(
+        db.session.scalars(
             sa.select(PolicyApplication).where(PolicyApplication.enterprise_id == enterprise.id)
         )
-    }
+    )
+    applied = {(a.policy_id, a.loan_id): a for a in own}
+    # What each policy approved the enterprise this year (Beijing), from the same rows: no
+    # query per policy and loan.
+    year = now.astimezone(SHANGHAI).year
+    used: dict[int, Decimal] = {}
+    for a in own:
+        if (
+            a.status is PolicyApplicationStatus.APPROVED
+            and a.decided_at is not None
+            and a.decided_at.astimezone(SHANGHAI).year == year
+        ):
+            used[a.policy_id] = used.get(a.policy_id, Decimal(0)) + Decimal(a.approved_amount or 0)
     out = []
     for j, policy in enumerate(policies):
         results = matching.explain_rules(policy, facts, passed[j])
@@ -529,7 +541,7 @@ def explain(
             ok = all(r.passed for r in conditions)
             gain = None
             if ok and policy.kind is not PolicyKind.GUARANTEE_FEE_SUBSIDY:
-                gain = benefit(policy, loan, now=now)
+                gain = benefit(policy, loan, now=now, used=used.get(policy.id, Decimal(0)))
             match.loans.append(LoanCheck(loan, conditions, applied.get((policy.id, loan.id)), gain))
         out.append(match)
     out.sort(key=lambda m: (not m.qualifies, not m.eligible, m.policy.id))

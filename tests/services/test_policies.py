@@ -636,3 +636,43 @@ def test_demo_seeding_publishes_one_policy_of_each_kind_and_claims_once(world):
     claim = db.session.scalar(sa.select(PolicyApplication))
     assert claim.loan_id == loan.id and claim.status is PolicyApplicationStatus.APPROVED
     assert policies.seed_demo_policies() == 0
+
+
+def test_the_policies_page_reads_as_much_for_many_policies_and_loans_as_for_few(world):
+    """One enterprise's policies and loans are explained without a query per pair (each
+    loan's type and each policy's approvals this year are read with the lists), and the
+    annual cap still counts what was approved this year."""
+    from flask import current_app
+
+    from tests.support.list_pages import capture
+
+    sme, bank, office, loan = world
+    capped = published(office, annual_cap=Decimal("2500"))
+    policies.approve(office, policies.apply(sme, capped, loan))  # 2,000 approved this year
+    published(office, name="首贷贴息")
+    db.session.commit()
+    enterprise_id = enterprise_of(sme).id
+
+    def statements() -> tuple[int, list[policies.PolicyMatch]]:
+        db.session.expunge_all()  # as a request starts: nothing in the session yet
+        enterprise = db.session.get(Enterprise, enterprise_id)
+        chosen = policies.published()
+        with capture(current_app._get_current_object()) as found:
+            matches = policies.explain(enterprise, chosen)
+        return len(found.statements), matches
+
+    ids = (sme.id, bank.id, office.id, loan.id, capped.id)
+    few, _ = statements()
+    sme, bank, office = (db.session.get(User, i) for i in ids[:3])
+    loan_id, capped_id = ids[3:]
+    for _ in range(2):
+        disbursed_loan(sme, bank, _bank_product(bank))
+    for n in range(3):
+        published(office, name=f"贴息{n}")
+    db.session.commit()
+    many, matches = statements()
+    assert many == few, (few, many)
+    by_policy = {m.policy.id: m for m in matches}
+    gains = {c.loan.id: c.benefit for c in by_policy[capped_id].loans}
+    assert len(by_policy) == 5 and len(gains) == 3
+    assert {g.amount for lid, g in gains.items() if lid != loan_id} == {Decimal("500.00")}
