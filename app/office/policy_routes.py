@@ -34,9 +34,7 @@ def policy_list() -> Any:
         "office/policies.html",
         policies=policies.all_policies(current_user),
         totals=policies.approved_totals(dt.date(today.year, 1, 1), today),
-        pending=len(
-            policies.applications_for_office(current_user, PolicyApplicationStatus.SUBMITTED)
-        ),
+        pending=policies.count_for_office(current_user, PolicyApplicationStatus.SUBMITTED),
         **LABELS,
     )
 

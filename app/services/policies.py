@@ -803,6 +803,15 @@ def applications_for_office(
     return list(db.session.scalars(office_applications_query(actor, status, policy_id)))
 
 
+def count_for_office(actor: User, status: PolicyApplicationStatus | None = None) -> int:
+    """How many applications :func:`office_applications_query` lists, counted in SQL."""
+    query = office_applications_query(actor, status).order_by(None).options()
+    counted = sa.select(sa.func.count()).select_from(
+        query.with_only_columns(PolicyApplication.id).subquery()
+    )
+    return int(db.session.scalar(counted) or 0)
+
+
 def application_for_office(actor: User, application_id: int) -> PolicyApplication | None:
     if actor.org_kind is not OrgKind.OFFICE:
         raise PermissionRefused(_l("Only the financial office reviews applications."))
