@@ -266,7 +266,7 @@ def profiled_ids() -> list[int]:
     return list(db.session.scalars(query))
 
 
-def live_features(sample: int | None = None) -> pd.DataFrame:
+def live_features(sample: int | None = None, among: list[int] | None = None) -> pd.DataFrame:
     """The newest profile's features of every enterprise that has one (index enterprise id)
     — or, with ``sample``, of every k-th of them by id, about ``sample`` (the same ones
     from one request to the next while the profiled enterprises do not change)."""
@@ -276,7 +276,7 @@ def live_features(sample: int | None = None) -> pd.DataFrame:
         newest = sa.select(sa.func.max(c.id)).group_by(c.enterprise_id).scalar_subquery()
         rows = db.session.execute(sa.select(c.enterprise_id, c.features).where(c.id.in_(newest)))
     else:
-        ids = profiled_ids()
+        ids = profiled_ids() if among is None else among
         step = max(1, -(-len(ids) // max(sample, 1)))
         rows = profiles.latest_columns(ids[::step], ["features"])
     records = {eid: feats or {} for eid, feats in rows}
@@ -294,9 +294,10 @@ def population_drift(version: ModelVersion | None = None) -> DriftReport:
     model = model_registry.load_version(version)
     reference = model.reference
     n_train = int(reference.get("n", 0))
-    population = len(profiled_ids())
+    profiled = profiled_ids()
+    population = len(profiled)
     sampled = population > DRIFT_SAMPLE
-    X = live_features(DRIFT_SAMPLE if sampled else None)
+    X = live_features(DRIFT_SAMPLE, among=profiled) if sampled else live_features()
     if X.empty:
         return DriftReport(version, 0, n_train, None)
     score = model.predict(X)["score"].to_numpy(dtype=np.float64)
