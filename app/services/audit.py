@@ -152,7 +152,19 @@ class ChainReport:
     checked: int
     first_broken_seq: int | None = None
     first_broken_id: int | None = None
-    problem: str | None = None
+    problem: str | None = None  # in English, for the command line and the logs
+    kind: str | None = None  # the problem for a page to say in its language: PROBLEMS
+    numbers: tuple[int, ...] = ()  # the sequence numbers its words name
+
+
+# What a broken chain's first bad event shows, in English (the page words them in its
+# language from ``kind`` and ``numbers``: templates/office/_audit_verify.html).
+PROBLEMS = {
+    "jump": "sequence jumps from {0} to {1} (events deleted)",
+    "unlinked": "does not follow the previous event (deleted or reordered)",
+    "edited": "content does not match its hash (edited)",
+    "missing": "events {0} to {1} are missing (deleted)",
+}
 
 
 def verify(batch_size: int = 5000) -> ChainReport:
@@ -183,21 +195,24 @@ def verify_range(first: int, last: int | None, batch_size: int = 5000) -> ChainR
         if not events:
             break
         for event in events:
-            problem = None
+            kind: str | None = None
+            numbers: tuple[int, ...] = ()
             if event.seq != expected_seq:
-                problem = f"sequence jumps from {expected_seq - 1} to {event.seq} (events deleted)"
+                kind, numbers = "jump", (expected_seq - 1, event.seq)
             elif prev_hash is not None and event.prev_hash != prev_hash:
-                problem = "does not follow the previous event (deleted or reordered)"
+                kind = "unlinked"
             elif chain_hash(event.prev_hash, event) != event.hash:
-                problem = "content does not match its hash (edited)"
-            if problem:
-                return ChainReport(False, checked, event.seq, event.id, problem)
+                kind = "edited"
+            if kind:
+                problem = PROBLEMS[kind].format(*numbers)
+                return ChainReport(False, checked, event.seq, event.id, problem, kind, numbers)
             prev_hash, expected_seq, checked = event.hash, event.seq + 1, checked + 1
         last_seq = events[-1].seq
         db.session.expunge_all()
     if last is not None and expected_seq <= last:
-        problem = f"events {expected_seq} to {last} are missing (deleted)"
-        return ChainReport(False, checked, expected_seq, None, problem)
+        numbers = (expected_seq, last)
+        problem = PROBLEMS["missing"].format(*numbers)
+        return ChainReport(False, checked, expected_seq, None, problem, "missing", numbers)
     return ChainReport(True, checked)
 
 

@@ -57,7 +57,8 @@ def _finish(job: Job, results: list[dict[str, Any]]) -> None:
     if broken:
         first = min(broken, key=lambda b: int(b["seq"]))
         job.result = {"ok": False, "checked": int(first["seq"]) - 1, "seq": int(first["seq"]),
-                      "event_id": first["id"], "problem": first["problem"]}  # fmt: skip
+                      "event_id": first["id"], "problem": first["problem"],
+                      "kind": first["kind"], "numbers": first["numbers"]}  # fmt: skip
     else:
         job.result = {"ok": True, "checked": checked}
 
@@ -68,7 +69,8 @@ def _verify_chunk(job: Job, payload: dict[str, Any]) -> dict[str, Any]:
     broken = None
     if not report.ok:
         broken = {"seq": report.first_broken_seq, "id": report.first_broken_id,
-                  "problem": report.problem}  # fmt: skip
+                  "problem": report.problem, "kind": report.kind,
+                  "numbers": list(report.numbers)}  # fmt: skip
     return {"checked": report.checked, "broken": broken}
 
 
@@ -80,4 +82,5 @@ def report_of(job: Job) -> audit.ChainReport | None:
     if result["ok"]:
         return audit.ChainReport(True, int(result["checked"]))
     return audit.ChainReport(False, int(result["checked"]), int(result["seq"]),
-                             result.get("event_id"), str(result["problem"]))  # fmt: skip
+                             result.get("event_id"), str(result["problem"]), result.get("kind"),
+                             tuple(result.get("numbers") or ()))  # fmt: skip

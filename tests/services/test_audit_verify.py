@@ -85,3 +85,20 @@ def test_a_second_click_while_it_runs_is_the_same_job(app_ctx: Flask, monkeypatc
     db.session.commit()
     assert audit_verify.start(None).id == first.id
     assert audit_verify.report_of(first) is None  # still queued: no report yet
+
+
+def test_the_report_is_worded_in_the_pages_language(app: Flask, app_ctx: Flask) -> None:
+    from flask import render_template
+    from flask_babel import force_locale
+
+    _append(4)
+    db.session.execute(sa.delete(AuditEvent).where(AuditEvent.seq == 2))
+    db.session.commit()
+    job, report = _verified(app)
+    assert report is not None and report.kind == "jump" and report.numbers == (1, 3)
+    with app.test_request_context(), force_locale("zh"):
+        zh = render_template("office/_audit_verify.html", job=job, report=report)
+    with app.test_request_context(), force_locale("en"):
+        en = render_template("office/_audit_verify.html", job=job, report=report)
+    assert "序号从 1 跳到 3（有事件被删除）" in zh and "jumps" not in zh
+    assert "the sequence jumps from 1 to 3 (events deleted)" in en
